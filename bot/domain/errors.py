@@ -1,0 +1,82 @@
+"""Errors raised by the domain; every message is fit to show the person who acted.
+
+DomainError
+ ├─ PolicyDenied            no rule allows this (fail closed), or the rule forbids this person
+ │    ├─ NotEligibleRequester    the requester may not request (checked again at approval time)
+ │    ├─ NotAnApprover           the clicker is not among the rule's approvers
+ │    ├─ SelfApprovalRefused     the requester tried to approve their own request
+ │    ├─ ChangeWindowClosed      a deny window is open, or no allow window is
+ │    └─ BreakGlassRefused       break-glass not allowed for this person or rule, or no reason
+ ├─ TargetLocked            another request holds the target
+ ├─ RequestNotFound
+ ├─ InvalidTransition       already decided, expired, executing...
+ │    └─ RequestExpired
+ └─ QuorumNotMet            start_execution without enough valid approvals
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BreakGlassRefused",
+    "ChangeWindowClosed",
+    "DomainError",
+    "InvalidTransition",
+    "NotAnApprover",
+    "NotEligibleRequester",
+    "PolicyDenied",
+    "QuorumNotMet",
+    "RequestExpired",
+    "RequestNotFound",
+    "SelfApprovalRefused",
+    "TargetLocked",
+]
+
+
+class DomainError(Exception):
+    """Base of every rule violation; `str(error)` is the user-facing explanation."""
+
+
+class PolicyDenied(DomainError):
+    pass
+
+
+class NotEligibleRequester(PolicyDenied):
+    pass
+
+
+class NotAnApprover(PolicyDenied):
+    pass
+
+
+class SelfApprovalRefused(PolicyDenied):
+    pass
+
+
+class ChangeWindowClosed(PolicyDenied):
+    pass
+
+
+class BreakGlassRefused(PolicyDenied):
+    pass
+
+
+class TargetLocked(DomainError):
+    def __init__(self, message: str, *, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class RequestNotFound(DomainError):
+    pass
+
+
+class InvalidTransition(DomainError):
+    pass
+
+
+class RequestExpired(InvalidTransition):
+    pass
+
+
+class QuorumNotMet(DomainError):
+    pass

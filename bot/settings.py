@@ -17,7 +17,15 @@ from typing import Any, Literal
 
 import yaml
 from cryptography.fernet import Fernet
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.policy import PolicyRule, PolicySet, StaticDirectory
@@ -50,7 +58,9 @@ class Settings(BaseSettings):
     opsgate_secret_key: SecretStr | None = None
     opsgate_secret_key_file: Path = Path("./.opsgate.key")
     log_level: str = Field(default="INFO", validation_alias="OPSGATE_LOG_LEVEL")
-    log_format: Literal["auto", "json", "console"] = Field(default="auto", validation_alias="OPSGATE_LOG_FORMAT")
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", validation_alias="OPSGATE_LOG_FORMAT"
+    )
 
     @property
     def is_sqlite(self) -> bool:
@@ -122,14 +132,18 @@ class SlackConfig(_Strict):
     alerts_channel: str = "#alerts"
     channels: dict[str, str] = Field(default_factory=dict, description="channel name -> Slack channel ID")
     allowed_team_ids: list[str] = Field(default_factory=list)
-    commands: dict[Literal["promote", "rotate", "release", "ops", "onboard"], str] = Field(default_factory=dict)
+    commands: dict[Literal["promote", "rotate", "release", "ops", "onboard"], str] = Field(
+        default_factory=dict
+    )
 
     @field_validator("commands")
     @classmethod
     def _slash_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name, command in value.items():
             if not re.fullmatch(r"/[a-z0-9_-]{1,31}", command):
-                raise ValueError(f"{name}: {command!r} must look like /name (lower case, at most 32 characters)")
+                raise ValueError(
+                    f"{name}: {command!r} must look like /name (lower case, at most 32 characters)"
+                )
         return value
 
     def command(self, name: Literal["promote", "rotate", "release", "ops", "onboard"]) -> str:
@@ -195,7 +209,9 @@ def _path(parts: tuple[int | str, ...] | list[int | str]) -> str:
     return text or "(top level)"
 
 
-def _expand(node: Any, path: list[int | str], env: Mapping[str, str], problems: list[str], allow_unset: bool) -> Any:
+def _expand(
+    node: Any, path: list[int | str], env: Mapping[str, str], problems: list[str], allow_unset: bool
+) -> Any:
     """Resolve ${VAR} (and ${VAR:-default}); secret-like keys must be references, never literals."""
     if isinstance(node, dict):
         return {k: _expand(v, [*path, str(k)], env, problems, allow_unset) for k, v in node.items()}
@@ -244,7 +260,9 @@ def _message(error: Mapping[str, Any]) -> str:
     return msg[:1].lower() + msg[1:]
 
 
-def parse_config(data: Any, *, source: str, env: Mapping[str, str], allow_unset: bool = False) -> OpsgateConfig:
+def parse_config(
+    data: Any, *, source: str, env: Mapping[str, str], allow_unset: bool = False
+) -> OpsgateConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must contain a mapping with at least an 'environments' key"])
     problems: list[str] = []
@@ -264,13 +282,17 @@ def parse_config(data: Any, *, source: str, env: Mapping[str, str], allow_unset:
         raise ConfigError(source, lines) from None
 
 
-def load_config(path: Path, *, env: Mapping[str, str] | None = None, allow_unset: bool = False) -> OpsgateConfig:
+def load_config(
+    path: Path, *, env: Mapping[str, str] | None = None, allow_unset: bool = False
+) -> OpsgateConfig:
     """Read, expand and validate the YAML file, or raise ConfigError naming the file and key."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(source, ["file not found (set OPSGATE_CONFIG or copy opsgate.example.yaml)"]) from None
+        raise ConfigError(
+            source, ["file not found (set OPSGATE_CONFIG or copy opsgate.example.yaml)"]
+        ) from None
     except OSError as exc:
         raise ConfigError(source, [f"cannot be read: {exc.strerror}"]) from None
     try:

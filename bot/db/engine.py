@@ -23,7 +23,8 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
     "database is locked" when another writer got in between.
     """
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **kwargs)
+        kwargs["connect_args"] = {"timeout": 30, **kwargs.get("connect_args", {})}
+        engine = create_async_engine(url, echo=echo, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -43,7 +43,9 @@ def groups() -> dict[str, frozenset[str]]:
 
 
 @pytest.fixture
-def make_engine(database, fingerprinter: Fingerprinter, clock: FrozenClock, groups) -> Callable[..., ApprovalEngine]:
+def make_engine(
+    database, fingerprinter: Fingerprinter, clock: FrozenClock, groups
+) -> Callable[..., ApprovalEngine]:
     def build(*rules: PolicyRule) -> ApprovalEngine:
         return ApprovalEngine(
             database.sessions,

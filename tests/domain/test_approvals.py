@@ -32,7 +32,9 @@ SPEC = ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"version": "1.4.0", "
 
 async def audit_actions(database, ref: str) -> list[str]:
     async with database.sessions() as session:
-        rows = await session.scalars(select(AuditEvent.action).where(AuditEvent.request_ref == ref).order_by(AuditEvent.seq))
+        rows = await session.scalars(
+            select(AuditEvent.action).where(AuditEvent.request_ref == ref).order_by(AuditEvent.seq)
+        )
         return list(rows)
 
 
@@ -42,7 +44,9 @@ async def test_requester_opens_a_pending_request_with_a_human_id(make_engine, da
     assert request.human_id == "PRM-1"
     assert request.status is RequestStatus.PENDING
     assert request.policy.name == "prod-promotions"
-    assert (await engine.create(ChangeSpec(Action.PROMOTION, "other", "prod"), requester="U_REQ")).human_id == "PRM-2"
+    assert (
+        await engine.create(ChangeSpec(Action.PROMOTION, "other", "prod"), requester="U_REQ")
+    ).human_id == "PRM-2"
     assert await audit_actions(database, "PRM-1") == ["request.created"]
 
 
@@ -67,7 +71,11 @@ async def test_quorum_of_two_distinct_approvers_approves(make_engine, database):
     second = await engine.approve(request.human_id, approver="U_LEAD2")
     assert second.quorum_reached and second.request.status is RequestStatus.APPROVED
     assert [a.approver for a in second.request.valid_approvals] == ["U_LEAD1", "U_LEAD2"]
-    assert await audit_actions(database, request.human_id) == ["request.created", "approval.recorded", "request.approved"]
+    assert await audit_actions(database, request.human_id) == [
+        "request.created",
+        "approval.recorded",
+        "request.approved",
+    ]
 
 
 async def test_same_approver_twice_counts_once(make_engine):
@@ -153,10 +161,14 @@ async def test_one_in_flight_change_per_target(make_engine):
     engine = make_engine()
     first = await engine.create(SPEC, requester="U_REQ")
     with pytest.raises(TargetLocked, match="locked by PRM-1") as caught:
-        await engine.create(ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"version": "1.5.0"}), requester="U_LEAD1")
+        await engine.create(
+            ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"version": "1.5.0"}), requester="U_LEAD1"
+        )
     assert caught.value.holder == "PRM-1"
     await engine.cancel(first.human_id, user="U_REQ")
-    second = await engine.create(ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"version": "1.5.0"}), requester="U_LEAD1")
+    second = await engine.create(
+        ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"version": "1.5.0"}), requester="U_LEAD1"
+    )
     assert second.human_id == "PRM-2"  # the refused attempt rolled back entirely, number included
 
 
@@ -199,7 +211,9 @@ async def test_changed_parameters_void_earlier_approvals(make_engine, database):
     request = await engine.create(SPEC, requester="U_REQ")
     await engine.approve(request.human_id, approver="U_LEAD1")
     await engine.approve(request.human_id, approver="U_LEAD2")
-    changed = await engine.update_parameters(request.human_id, user="U_REQ", parameters={"version": "1.4.1", "from": "test"})
+    changed = await engine.update_parameters(
+        request.human_id, user="U_REQ", parameters={"version": "1.4.1", "from": "test"}
+    )
     assert changed.status is RequestStatus.PENDING
     assert changed.valid_approvals == () and len(changed.approvals) == 2
     with pytest.raises(InvalidTransition, match="still waiting for approval"):
@@ -263,7 +277,11 @@ async def test_break_glass_skips_approvals_and_windows_but_demands_review(make_e
         await engine.review_emergency(request.human_id, reviewer="U_ONCALL", notes="fine")
     reviewed = await engine.review_emergency(request.human_id, reviewer="U_LEAD1", notes="justified")
     assert reviewed.reviewed_by == "U_LEAD1"
-    assert await audit_actions(database, request.human_id) == ["request.break_glass", "execution.started", "request.reviewed"]
+    assert await audit_actions(database, request.human_id) == [
+        "request.break_glass",
+        "execution.started",
+        "request.reviewed",
+    ]
 
 
 async def test_break_glass_is_refused_when_the_policy_has_none(make_engine):
@@ -292,7 +310,9 @@ async def test_success_and_failure_release_the_lock_and_are_audited(make_engine,
 
 async def test_secret_like_evidence_is_stored_only_as_fingerprint(make_engine, database, fingerprinter):
     engine = make_engine()
-    spec = ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"version": "1", "client_secret": "s3cr3t-value"})
+    spec = ChangeSpec(
+        Action.PROMOTION, "orders-api", "prod", {"version": "1", "client_secret": "s3cr3t-value"}
+    )
     await engine.create(spec, requester="U_REQ")
     async with database.sessions() as session:
         evidence = (await session.scalars(select(AuditEvent.evidence))).one()
@@ -320,7 +340,9 @@ async def test_concurrent_creates_with_one_key_make_one_request(make_engine):
 async def test_twenty_concurrent_clicks_record_one_approval(make_engine):
     engine = make_engine()
     request = await engine.create(SPEC, requester="U_REQ")
-    outcomes = await asyncio.gather(*(engine.approve(request.human_id, approver="U_LEAD1") for _ in range(20)))
+    outcomes = await asyncio.gather(
+        *(engine.approve(request.human_id, approver="U_LEAD1") for _ in range(20))
+    )
     assert sum(o.counted for o in outcomes) == 1
     assert len((await engine.get(request.human_id)).approvals) == 1
 

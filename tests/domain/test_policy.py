@@ -8,7 +8,15 @@ import pytest
 from pydantic import ValidationError
 
 from bot.domain.errors import ChangeWindowClosed, PolicyDenied
-from bot.domain.policy import Action, ApproverSet, ChangeWindow, PolicyRule, PolicySet, StaticDirectory, describe_rule
+from bot.domain.policy import (
+    Action,
+    ApproverSet,
+    ChangeWindow,
+    PolicyRule,
+    PolicySet,
+    StaticDirectory,
+    describe_rule,
+)
 
 LEADS = ApproverSet(groups=("leads",))
 
@@ -42,7 +50,10 @@ def test_most_specific_rule_wins_over_wildcards():
 
 def test_first_declared_rule_wins_a_tie():
     policies = PolicySet(
-        [rule("first", action="promotion", environment="prod"), rule("second", action="promotion", environment="prod")]
+        [
+            rule("first", action="promotion", environment="prod"),
+            rule("second", action="promotion", environment="prod"),
+        ]
     )
     assert policies.resolve(Action.PROMOTION, "prod", "a").name == "first"
 
@@ -54,7 +65,13 @@ def test_min_approvals_below_one_is_rejected():
 
 def test_quorum_larger_than_listed_users_is_rejected():
     with pytest.raises(ValidationError, match="quorum could never be reached"):
-        PolicyRule(name="r", action="promotion", environment="prod", approvers=ApproverSet(users=("U1",)), min_approvals=2)
+        PolicyRule(
+            name="r",
+            action="promotion",
+            environment="prod",
+            approvers=ApproverSet(users=("U1",)),
+            min_approvals=2,
+        )
 
 
 def test_unknown_action_is_rejected_with_the_choices():
@@ -64,8 +81,12 @@ def test_unknown_action_is_rejected_with_the_choices():
 
 FRIDAY_EVENING = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)  # Friday 20:00 in Berlin
 MONDAY_MORNING = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-FREEZE = ChangeWindow(kind="deny", name="freeze", cron="0 18 * * 5", duration=timedelta(hours=62), timezone="Europe/Berlin")
-BUSINESS = ChangeWindow(kind="allow", name="business", cron="0 8 * * 1-5", duration=timedelta(hours=10), timezone="Europe/Berlin")
+FREEZE = ChangeWindow(
+    kind="deny", name="freeze", cron="0 18 * * 5", duration=timedelta(hours=62), timezone="Europe/Berlin"
+)
+BUSINESS = ChangeWindow(
+    kind="allow", name="business", cron="0 8 * * 1-5", duration=timedelta(hours=10), timezone="Europe/Berlin"
+)
 
 
 def test_deny_window_blocks_changes_while_open():
@@ -79,7 +100,9 @@ def test_any_allow_window_makes_the_rule_allow_only():
     r = rule("r", action="promotion", environment="prod", windows=[BUSINESS])
     r.require_window_open(MONDAY_MORNING)
     saturday = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    with pytest.raises(ChangeWindowClosed, match="outside every allow window; the next opens 2026-11-30 07:00 UTC"):
+    with pytest.raises(
+        ChangeWindowClosed, match="outside every allow window; the next opens 2026-11-30 07:00 UTC"
+    ):
         r.require_window_open(saturday)
 
 

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine with Python 3.11+: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-sqlite lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run opsgate on its embedded defaults (SQLite file ./opsgate.db, example configuration).
+run: install
+	$(BIN)/opsgate --config opsgate.example.yaml --allow-unset check
+	$(BIN)/opsgate --config opsgate.example.yaml --allow-unset serve
+
+## The whole test suite: SQLite always, PostgreSQL too when 127.0.0.1:5432 answers.
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy bot commands connectors
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache opsgate.db* .hypothesis

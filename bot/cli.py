@@ -1,0 +1,344 @@
+"""The `opsgate` command line: serve, worker, database, configuration check and audit tools.
+
+Exit codes: 0 success, 1 a check failed (e.g. the audit chain is broken), 2 bad configuration
+or usage. Errors name the file, key or option at fault; no tracebacks for expected problems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from aiohttp import web
+from cryptography.fernet import Fernet
+from pydantic import ValidationError
+
+from bot.db.engine import create_engine
+from bot.deps import Deps
+from bot.logs import configure_logging
+from bot.metrics import Metrics
+from bot.settings import ConfigError, OpsgateConfig, Settings, load_config
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+log = logging.getLogger("opsgate")
+
+
+class CliContext:
+    def __init__(self, config_path: Path | None, allow_unset: bool = False) -> None:
+        self._config_path = config_path
+        self._allow_unset = allow_unset
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = Settings()
+            except ValidationError as exc:
+                for error in exc.errors():
+                    field = ".".join(str(p) for p in error["loc"]).upper()
+                    click.echo(f"environment: {field}: {error['msg']}", err=True)
+                raise SystemExit(2) from None
+            if self._config_path is not None:
+                self._settings.opsgate_config = self._config_path
+        return self._settings
+
+    def config(self, *, allow_unset: bool = False) -> OpsgateConfig:
+        try:
+            return load_config(self.settings.opsgate_config, allow_unset=allow_unset or self._allow_unset)
+        except ConfigError as exc:
+            click.echo(str(exc), err=True)
+            raise SystemExit(2) from None
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def run(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        return await coro_factory()
+
+    return asyncio.run(runner())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="YAML configuration (default: $OPSGATE_CONFIG or ./opsgate.yaml).",
+)
+@click.option(
+    "--allow-unset",
+    is_flag=True,
+    envvar="OPSGATE_ALLOW_UNSET",
+    help="Accept ${VAR} references whose variable is not set (local trials; never in production).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, allow_unset: bool) -> None:
+    """opsgate: governed promotions, credential rotations and asset releases from Slack."""
+    ctx.obj = CliContext(config_path, allow_unset)
+
+
+# ------------------------------------------------------------------ check
+
+
+@main.command()
+@click.option("--allow-unset", is_flag=True, help="Accept ${VAR} references whose variable is not set.")
+@pass_ctx
+def check(cli: CliContext, allow_unset: bool) -> None:
+    """Validate settings and the YAML configuration; exit 2 naming the key at fault."""
+    settings = cli.settings
+    config = cli.config(allow_unset=allow_unset)
+    click.echo(f"config: {settings.opsgate_config} is valid")
+    click.echo(f"  environments: {', '.join(config.environments)}")
+    click.echo(f"  solutions:    {', '.join(s.name for s in config.solutions) or '(none)'}")
+    click.echo(f"  policies:     {len(config.policies)} ({', '.join(p.name for p in config.policies)})")
+    warnings = []
+    if not config.policies:
+        warnings.append("no policies: every change will be denied (fail closed)")
+    if settings.slack_signing_secret is None:
+        warnings.append("SLACK_SIGNING_SECRET is not set: /slack/events will refuse every request")
+    if settings.opsgate_secret_key is None:
+        warnings.append(
+            f"OPSGATE_SECRET_KEY is not set: using the key file {settings.opsgate_secret_key_file}"
+        )
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+
+
+@main.command()
+def keygen() -> None:
+    """Print a new OPSGATE_SECRET_KEY (Fernet key)."""
+    click.echo(Fernet.generate_key().decode())
+
+
+# ------------------------------------------------------------------ database
+
+
+@main.group()
+def db() -> None:
+    """Database schema management (Alembic)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_ctx
+def db_upgrade(cli: CliContext, revision: str) -> None:
+    """Bring the schema to REVISION (run on release, before new processes start)."""
+    from bot.db.migrate import upgrade
+
+    upgrade(cli.settings.database_url, revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(cli: CliContext, revision: str) -> None:
+    """Step the schema back to REVISION ("base" removes everything)."""
+    from bot.db.migrate import downgrade
+
+    downgrade(cli.settings.database_url, revision)
+    click.echo(f"database downgraded to {revision}")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(cli: CliContext) -> None:
+    """Show the schema revision of the database and of this code."""
+    from bot.db.migrate import current_revision, head_revision
+
+    async def go() -> str | None:
+        engine = create_engine(cli.settings.database_url)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = run(go)
+    head = head_revision()
+    click.echo(
+        f"database: {current or '(empty)'}; code: {head}{'' if current == head else ' (upgrade needed)'}"
+    )
+
+
+# ------------------------------------------------------------------ audit
+
+
+@main.group()
+def audit() -> None:
+    """Verify and export the tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@pass_ctx
+def audit_verify(cli: CliContext) -> None:
+    """Recompute the hash chain; exit 1 naming the first edited, deleted or reordered event."""
+    from bot.db.audit_log import verify_chain
+
+    async def go() -> tuple[int, Any]:
+        engine = create_engine(cli.settings.database_url)
+        try:
+            return await verify_chain(engine)
+        finally:
+            await engine.dispose()
+
+    count, problem = run(go)
+    if problem is not None:
+        click.echo(f"audit chain BROKEN at {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"audit chain intact: {count} events verified")
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="File to write (default stdout)."
+)
+@click.option("--request", "request_ref", help="Only events of one request, e.g. PRM-42.")
+@click.option("--subject", help="Only events about one subject, e.g. promotion:orders-api@prod.")
+@pass_ctx
+def audit_export(
+    cli: CliContext, fmt: str, output: Path | None, request_ref: str | None, subject: str | None
+) -> None:
+    """Stream events for a compliance review, with their hashes so the export can be re-verified."""
+    from bot.db.audit_log import export_events
+
+    async def go() -> int:
+        engine = create_engine(cli.settings.database_url)
+        count = 0
+        handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            async for line in export_events(engine, fmt=fmt, request_ref=request_ref, subject=subject):
+                handle.write(line)
+                count += 1
+        finally:
+            if output:
+                handle.close()
+            await engine.dispose()
+        return count
+
+    count = run(go)
+    if output:
+        click.echo(f"wrote {count - (1 if fmt == 'csv' else 0)} events to {output}", err=True)
+
+
+# ------------------------------------------------------------------ processes
+
+
+async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool) -> None:
+    from bot.web import create_web_app
+    from bot.worker import Worker
+
+    metrics = Metrics()
+    deps = await Deps.open(settings, config)
+    app = create_web_app(deps, metrics)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=8.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    worker = Worker(deps, metrics) if with_worker else None
+    if worker:
+        worker.start()
+    log.info("opsgate serving", extra={"host": settings.host, "port": settings.port, "worker": with_worker})
+    click.echo(f"opsgate listening on http://{settings.host}:{settings.port} (Ctrl-C to stop)", err=True)
+    await _wait_for_stop_signal()
+    log.info("shutting down")
+    if worker:
+        await worker.stop()
+    await runner.cleanup()
+    await deps.close()
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@main.command()
+@click.option("--port", type=int, help="Port to listen on (default $PORT or 3000).")
+@click.option("--host", help="Address to bind (default $OPSGATE_HOST or 0.0.0.0).")
+@click.option("--socket", "socket_mode", is_flag=True, help="Use Slack Socket Mode instead of HTTP.")
+@click.option(
+    "--worker/--no-worker",
+    "with_worker",
+    default=None,
+    help="Run the scheduler in this process (default: on with SQLite, off with PostgreSQL).",
+)
+@pass_ctx
+def serve(
+    cli: CliContext, port: int | None, host: str | None, socket_mode: bool, with_worker: bool | None
+) -> None:
+    """Run the HTTP server: /slack/events, /healthz, /metrics."""
+    settings = cli.settings
+    if port:
+        settings.port = port
+    if host:
+        settings.host = host
+    config = cli.config()
+    configure_logging(settings.log_level, settings.log_format)
+    if socket_mode:
+        raise click.UsageError("Socket Mode arrives with the Slack app; run without --socket for now.")
+    run(
+        lambda: _serve(
+            settings, config, with_worker=settings.is_sqlite if with_worker is None else with_worker
+        )
+    )
+
+
+@main.command()
+@pass_ctx
+def worker(cli: CliContext) -> None:
+    """Run scheduled duties (expiry sweeps; outbox and jobs as they land) without serving HTTP."""
+    from bot.worker import Worker
+
+    settings = cli.settings
+    config = cli.config()
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def go() -> None:
+        deps = await Deps.open(settings, config)
+        duty = Worker(deps, Metrics())
+        duty.start()
+        click.echo("opsgate worker running (Ctrl-C to stop)", err=True)
+        await _wait_for_stop_signal()
+        await duty.stop()
+        await deps.close()
+
+    run(go)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, help="First port; vendors take consecutive ports (0: any free).")
+def emulators(host: str, port: int) -> None:
+    """Start the vendor emulators (OpenText, Canto, iconik, Confluence) and print their URLs."""
+    from connectors.emulators import serve_all
+
+    async def go() -> None:
+        started = await serve_all(host, port)
+        for name, url in started.urls.items():
+            click.echo(f"{name:<11} {url}")
+        await _wait_for_stop_signal()
+        await started.close()
+
+    run(go)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

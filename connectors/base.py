@@ -1,0 +1,313 @@
+"""Capabilities the use cases depend on, as Protocols; vendor connectors implement them.
+
+`commands/` codes against these, so a fake (or another vendor) can stand in for a connector.
+The payload models are the OpenText ones: today it is the only integration platform we run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from connectors.opentext import (
+        Artifact,
+        ArtifactKind,
+        ArtifactSummary,
+        Credential,
+        CredentialStatus,
+        Deployment,
+        Environment,
+        Health,
+        Job,
+        PendingRotation,
+        Rotation,
+        RotationTest,
+    )
+
+__all__ = ["ArtifactRepository", "CredentialAuthority", "HealthCheck"]
+
+
+class HealthCheck(Protocol):
+    """Something whose vendor side can report health."""
+
+    async def health(self) -> Health:
+        """The vendor's health status; raises Unavailable when it cannot be reached."""
+        ...
+
+
+class ArtifactRepository(Protocol):
+    """Integration artifacts, their versions, where they are deployed, and moving them."""
+
+    async def list_environments(self) -> list[Environment]:
+        """Every environment (dev, test, prod ...)."""
+        ...
+
+    async def list_artifacts(
+        self, *, solution: str | None = None, kind: ArtifactKind | str | None = None, name: str | None = None
+    ) -> list[ArtifactSummary]:
+        """Artifacts matching the filters."""
+        ...
+
+    async def get_artifact(self, artifact_id: str) -> Artifact:
+        """One artifact with its version history; NotFound if unknown."""
+        ...
+
+    async def get_deployment(self, environment: str, artifact_id: str) -> Deployment | None:
+        """The deployed version in an environment, or None if not deployed there."""
+        ...
+
+    async def start_promotion(
+        self,
+        artifact_id: str,
+        version: str,
+        *,
+        source_environment: str,
+        target_environment: str,
+        requested_by: str,
+        reason: str | None = None,
+        change_ref: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Start deploying `version` from source to target; returns the queued job."""
+        ...
+
+    async def clone_artifact(
+        self,
+        artifact_id: str,
+        *,
+        new_name: str,
+        requested_by: str,
+        solution: str | None = None,
+        version: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Start copying an artifact version into a new artifact; returns the queued job."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job:
+        """A job's current state."""
+        ...
+
+    async def wait_for_job(
+        self, job_id: str, *, poll_interval: float | None = None, max_wait: float | None = None
+    ) -> Job:
+        """Poll until the job is finished (succeeded or failed)."""
+        ...
+
+
+class CredentialAuthority(Protocol):
+    """Credentials per environment and their stepwise secret rotation."""
+
+    async def list_credentials(
+        self, environment: str, *, status: CredentialStatus | str | None = None
+    ) -> list[Credential]:
+        """Credentials with owner, expiry and status."""
+        ...
+
+    async def get_credential(self, environment: str, credential_id: str) -> Credential:
+        """One credential; NotFound if unknown."""
+        ...
+
+    async def start_rotation(
+        self, environment: str, credential_id: str, *, requested_by: str, validity_days: int | None = None
+    ) -> PendingRotation:
+        """Create a pending secret (returned once)."""
+        ...
+
+    async def get_rotation(self, environment: str, credential_id: str, rotation_id: str) -> Rotation:
+        """A rotation's state."""
+        ...
+
+    async def test_rotation(self, environment: str, credential_id: str, rotation_id: str) -> RotationTest:
+        """Authenticate with the pending secret."""
+        ...
+
+    async def activate_rotation(
+        self, environment: str, credential_id: str, rotation_id: str, *, grace_seconds: int = 3600
+    ) -> Rotation:
+        """Pending becomes current; previous stays valid for the grace period."""
+        ...
+
+    async def revoke_previous_secret(
+        self, environment: str, credential_id: str, rotation_id: str
+    ) -> Rotation:
+        """The previous secret stops working."""
+        ...
+
+    async def cancel_rotation(self, environment: str, credential_id: str, rotation_id: str) -> Rotation:
+        """Abandon a rotation before activation."""
+        ...
+
+    async def authenticate_client(self, client_id: str, secret: SecretStr) -> bool:
+        """Whether the client can obtain a token with this secret."""
+        ...
+
+
+# -- asset release: Canto (source of approved originals) and iconik (distribution) ------------------
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+
+    from connectors.canto import CantoApproval, CantoAsset, CantoAssetRef
+    from connectors.iconik import (
+        IconikApproval,
+        IconikApprovalStatus,
+        IconikAsset,
+        IconikAssetUpdate,
+        IconikJob,
+        IconikMetadataValues,
+        IconikStorage,
+        IconikWebhook,
+        MetadataMode,
+    )
+
+__all__ += ["AssetSource", "MediaLibrary"]
+
+
+class AssetSource(Protocol):
+    """The DAM holding approved originals (Canto): find assets, judge approval and expiry."""
+
+    def search(
+        self, keyword: str = "", *, scheme: str | Sequence[str] | None = None, approval: str | None = None
+    ) -> AsyncIterator[CantoAsset]:
+        """Every matching asset, page by page."""
+        ...
+
+    async def get_asset(self, scheme: str, asset_id: str) -> CantoAsset:
+        """One asset's details; NotFound if unknown."""
+        ...
+
+    async def get_approval(self, scheme: str, asset_id: str) -> CantoApproval:
+        """Approval status and expiry; an Approved asset past its expiry counts as Expired."""
+        ...
+
+    async def download_url(self, scheme: str, asset_id: str) -> str:
+        """Where the original can be fetched."""
+        ...
+
+    async def update_custom_fields(self, refs: Sequence[CantoAssetRef], fields: Mapping[str, str]) -> None:
+        """Record release facts on the assets (custom fields)."""
+        ...
+
+    async def assign_to_album(self, album_path: str, refs: Sequence[CantoAssetRef]) -> None:
+        """File the assets into an album, creating it if needed."""
+        ...
+
+
+class MediaLibrary(Protocol):
+    """The MAM that distributes assets to partners (iconik): metadata, transfers, approvals."""
+
+    async def get_asset(self, asset_id: str) -> IconikAsset:
+        """One asset; NotFound if unknown."""
+        ...
+
+    async def update_asset(self, asset_id: str, changes: IconikAssetUpdate) -> IconikAsset:
+        """Change some fields of an asset."""
+        ...
+
+    async def put_asset_metadata(
+        self, asset_id: str, view_id: str, values: Mapping[str, Sequence[object]], *, mode: MetadataMode = ...
+    ) -> IconikMetadataValues:
+        """Write field values in one metadata view."""
+        ...
+
+    def list_storages(
+        self, *, purpose: str | None = None, status: str | None = None
+    ) -> AsyncIterator[IconikStorage]:
+        """Storages, e.g. the EXPORTS storage of each partner destination."""
+        ...
+
+    async def copy_to_storage(self, storage_id: str, object_ids: Sequence[str]) -> str:
+        """Queue a copy of the assets' originals to a storage; returns the job id."""
+        ...
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        poll_interval: float = ...,
+        timeout: float = ...,  # noqa: ASYNC109 - a polling budget, not a deadline on one await
+    ) -> IconikJob:
+        """Poll the job to a terminal state (FINISHED..., SKIPPED, FAILED, ABORTED)."""
+        ...
+
+    async def get_approvals(self, object_id: str) -> list[IconikApproval]:
+        """Every user's approval of the asset."""
+        ...
+
+    async def set_approval(self, object_id: str, status: IconikApprovalStatus) -> IconikApproval:
+        """Record our approval status for the asset."""
+        ...
+
+    async def add_to_collection(self, collection_id: str, object_id: str) -> None:
+        """Add the asset to a collection."""
+        ...
+
+    async def register_webhook(
+        self, url: str, *, event_type: str, headers: Mapping[str, str], realm: str | None = None
+    ) -> IconikWebhook:
+        """Ask to be notified; `headers` carry our secret back on every delivery."""
+        ...
+
+
+# -- documentation: Confluence ---------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from connectors.confluence import Attachment, Label, Page, PageSummary, PageWrite, SearchHit
+
+__all__ += ["DocumentStore"]
+
+
+class DocumentStore(Protocol):
+    """Where changes are documented (Confluence): pages kept in sync, labelled, files attached."""
+
+    async def find_page(self, space_key: str, title: str) -> Page | None:
+        """The page with exactly this title in the space (body + version), or None."""
+        ...
+
+    async def get_page(self, page_id: str) -> Page:
+        """One page with its storage body and version; NotFound if absent or not visible."""
+        ...
+
+    async def upsert_page(
+        self,
+        space_key: str,
+        title: str,
+        body: str,
+        *,
+        parent_id: str | None = None,
+        message: str | None = None,
+    ) -> PageWrite:
+        """Create the page (under parent_id, default the home page), update it, or leave it if identical."""
+        ...
+
+    async def add_labels(self, page_id: str, labels: Iterable[str]) -> list[Label]:
+        """Add labels; returns all labels the page now has."""
+        ...
+
+    async def attach_file(
+        self,
+        page_id: str,
+        filename: str,
+        content: bytes,
+        *,
+        media_type: str = ...,
+        comment: str | None = None,
+        minor_edit: bool = True,
+    ) -> Attachment:
+        """Upload a file to the page; the same name again becomes a new version."""
+        ...
+
+    def search(
+        self, cql: str, *, page_size: int = ..., max_results: int | None = None
+    ) -> AsyncIterator[SearchHit]:
+        """CQL search results, page by page."""
+        ...
+
+    def iter_child_pages(self, page_id: str, *, page_size: int = ...) -> AsyncIterator[PageSummary]:
+        """The direct children of a page."""
+        ...

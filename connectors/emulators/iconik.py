@@ -1,0 +1,892 @@
+"""iconik emulator: the assets, files, jobs, metadata and notifications calls opsgate makes.
+
+Paths, parameters and bodies follow iconik's OpenAPI specs (tests check requests and answers
+against them). Every `/API/` call needs the `App-ID` and `Auth-Token` headers, else 401
+`{"errors": [...]}`; validation failures are 400 `{"errors": {"field": "message"}}`; missing
+objects are 404. Lists page with `page`/`per_page` (files and formats with `last_id`) and carry
+a relative `next_url`.
+
+Transfer jobs progress one state per poll, READY -> STARTED -> FINISHED (`job_steps`), and on
+FINISHED copy or move the files. A job fails when its target storage is FAILING, or when an
+outcome was queued with `POST /_control/iconik/job_outcomes {"status": "FAILED", "error_message":
+"...", "times": 1}`. Seeded with storages (FILES, PROXIES, ARCHIVE and one EXPORTS storage per
+partner destination), a "Release" metadata view, assets with files and formats, approvals,
+collections and a webhook registry.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import math
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from connectors.emulators.canto import seed_asset_id
+from connectors.emulators.faults import add_fault_injection, add_rate_limit
+
+__all__ = [
+    "DEFAULT_APP_ID",
+    "DEFAULT_AUTH_TOKEN",
+    "IconikDomain",
+    "create_app",
+    "iconik_domain_of",
+    "seed_domain",
+]
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+DEFAULT_APP_ID = "opsgate-iconik-app"
+DEFAULT_AUTH_TOKEN = "iconik-emulator-token"
+DEFAULT_PER_PAGE = 10
+MAX_PER_PAGE = 500
+MAX_STORAGES_PER_PAGE = 100
+DEFAULT_JOB_STEPS = ("READY", "STARTED", "FINISHED")
+TERMINAL = {"FINISHED", "FINISHED_WITH_WARNING", "SKIPPED", "FAILED", "ABORTED"}
+_NAMESPACE = uuid.UUID("6f1c3a5e-7d2b-4f0a-9c1e-2b8d4e6f8a10")
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "/".join(parts)))
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+class _Problem(Exception):
+    """An error answer in iconik's shape."""
+
+    def __init__(self, status: int, errors: list[str] | dict[str, str]) -> None:
+        super().__init__(str(errors))
+        self.status = status
+        self.errors = errors
+
+    def response(self) -> web.Response:
+        return web.json_response({"errors": self.errors}, status=self.status)
+
+
+def _not_found(what: str) -> _Problem:
+    return _Problem(404, [f"{what} does not exist"])
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class IconikDomain:
+    """The emulator's data: one iconik system domain."""
+
+    user_id: str
+    assets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    formats: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    storages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    job_plans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    approvals: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    collection_contents: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queued_outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+    def storage_named(self, name: str) -> dict[str, Any]:
+        """The storage called `name` (seeded names are unique)."""
+        return next(s for s in self.storages.values() if s["name"] == name)
+
+
+_DOMAIN = web.AppKey("iconik_domain", IconikDomain)
+
+
+def iconik_domain_of(app: web.Application) -> IconikDomain:
+    """The domain served by an app from create_app (for in-process tests)."""
+    return app[_DOMAIN]
+
+
+# -- seed data -----------------------------------------------------------------------------------
+
+_STORAGES = (
+    # name, purpose, method, status, default, description
+    ("ACME Main Files", "FILES", "S3", "ACTIVE", True, "Masters ingested from Canto"),
+    ("ACME Proxies", "PROXIES", "GCS", "ACTIVE", True, "Browse proxies and keyframes"),
+    ("Export - Retailer A", "EXPORTS", "S3", "ACTIVE", False, "Retailer A partner drop bucket"),
+    ("Export - Broadcast Partner", "EXPORTS", "S3", "ACTIVE", False, "Broadcast playout ingest"),
+    ("Export - Social Agency", "EXPORTS", "SFTP", "ACTIVE", False, "Agency SFTP for social cut-downs"),
+    ("Export - Legacy FTP", "EXPORTS", "FTP", "FAILING", False, "Old distributor FTP (credentials expired)"),
+    ("Deep Archive", "ARCHIVE", "S3", "ACTIVE", True, "Glacier deep archive"),
+)
+
+_RELEASE_FIELDS: tuple[dict[str, Any], ...] = (
+    {"name": "release_status", "label": "Release status", "field_type": "drop_down", "multi": False,
+     "options": [{"label": v.title(), "value": v} for v in ("pending", "approved", "released", "withdrawn")]},
+    {"name": "partner_destination", "label": "Partner destination", "field_type": "drop_down", "multi": True,
+     "options": [{"label": v, "value": v} for v in ("Retailer A", "Broadcast Partner", "Social Agency")]},
+    {"name": "canto_asset_id", "label": "Canto asset id", "field_type": "string", "multi": False,
+     "options": []},
+    {"name": "rights", "label": "Rights", "field_type": "text", "multi": False, "options": []},
+    {"name": "campaign", "label": "Campaign", "field_type": "string", "multi": False, "options": []},
+    {"name": "region", "label": "Region", "field_type": "drop_down", "multi": True,
+     "options": [{"label": v, "value": v} for v in ("Global", "EMEA", "NA", "APAC", "LATAM")]},
+    {"name": "expires_on", "label": "Rights expire on", "field_type": "date", "multi": False, "options": []},
+)  # fmt: skip
+
+_TECH_FIELDS: tuple[dict[str, Any], ...] = (
+    {"name": "video_codec", "label": "Video codec", "field_type": "string", "multi": False, "options": []},
+    {"name": "resolution", "label": "Resolution", "field_type": "string", "multi": False, "options": []},
+    {"name": "duration_ms", "label": "Duration (ms)", "field_type": "integer", "multi": False, "options": []},
+)  # fmt: skip
+
+# title (as in the Canto emulator), Canto scheme, campaign, region, release status, approval
+_ASSETS = (
+    ("spring-launch-2025-hero-30s.mp4", "video", "Spring Launch 2025", "Global", "approved", "APPROVED"),
+    ("spring-launch-2025-cutdown-15s.mp4", "video", "Spring Launch 2025", "EMEA", "approved", "APPROVED"),
+    ("spring-launch-2025-social-9x16.mp4", "video", "Spring Launch 2025", "APAC", "pending", "REQUESTED"),
+    ("trail-runner-x-hero-front.jpg", "image", "Spring Launch 2025", "Global", "released", "APPROVED"),
+    ("trail-runner-x-mud-action.jpg", "image", "Spring Launch 2025", "EMEA", "pending", "REQUESTED"),
+    ("holiday-2024-gift-guide-60s.mov", "video", "Holiday 2024", "NA", "withdrawn", "NOT_APPROVED"),
+    ("urban-commuter-city-night.jpg", "image", "Evergreen", "Global", "released", "APPROVED"),
+    ("alpine-pro-athlete-interview.mp4", "video", "Evergreen", "APAC", "pending", "N/A"),
+    ("kids-explorer-playground.jpg", "image", "Back to School 2025", "NA", "approved", "APPROVED"),
+    ("acme-brand-guidelines-2025.pdf", "document", "Evergreen", "Global", "released", "APPROVED"),
+    ("back-to-school-2025-unboxing.mp4", "video", "Back to School 2025", "NA", "pending", "REQUESTED"),
+    ("retailer-a-endcap-mockup.jpg", "image", "Holiday 2024", "NA", "approved", "APPROVED"),
+)
+
+
+def _file(
+    asset_id: str, version_id: str, fmt: dict[str, Any], storage: dict[str, Any], name: str, size: int,
+    created: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    file_set_id = _uuid("fileset", asset_id, fmt["name"], storage["id"])
+    return {
+        "id": _uuid("file", asset_id, fmt["name"], storage["id"], name),
+        "asset_id": asset_id,
+        "version_id": version_id,
+        "format_id": fmt["id"],
+        "file_set_id": file_set_id,
+        "storage_id": storage["id"],
+        "storage_method": storage["method"],
+        "name": name,
+        "original_name": name,
+        "directory_path": f"{created:%Y/%m}/{asset_id[:8]}",
+        "size": size,
+        "status": "CLOSED",
+        "type": "FILE",
+        "checksum": hashlib.md5(f"{asset_id}{name}".encode()).hexdigest(),
+        "date_created": _iso(created),
+        "date_modified": _iso(created),
+    }
+
+
+def seed_domain(now: datetime) -> IconikDomain:
+    """The seeded domain; dates are relative to `now`."""
+    domain = IconikDomain(user_id=_uuid("user", "opsgate-bot"))
+    reviewer = _uuid("user", "reviewer-marta")
+    for name, purpose, method, status, default, description in _STORAGES:
+        storage_id = _uuid("storage", name)
+        domain.storages[storage_id] = {
+            "id": storage_id, "name": name, "purpose": purpose, "method": method, "status": status,
+            "default": default, "description": description,
+            "settings": {"bucket": name.lower().replace(" ", "-")},
+            "status_message": "Authentication failed" if status == "FAILING" else None, "last_scanned": None,
+            "scanner_status": None, "version": "1",
+        }  # fmt: skip
+    for view_name, fields in (("Release", _RELEASE_FIELDS), ("Technical", _TECH_FIELDS)):
+        view_id = _uuid("view", view_name)
+        domain.views[view_id] = {
+            "id": view_id, "name": view_name, "description": f"{view_name} metadata",
+            "date_created": _iso(now - timedelta(days=400)), "date_modified": _iso(now - timedelta(days=30)),
+            "view_fields": [dict(f) for f in fields],
+        }  # fmt: skip
+    release_view = domain.views[_uuid("view", "Release")]
+    main = domain.storage_named("ACME Main Files")
+    proxies = domain.storage_named("ACME Proxies")
+    for index, (title, media, campaign, region, release_status, approval) in enumerate(_ASSETS):
+        asset_id = _uuid("asset", title)
+        version_id = _uuid("version", title, "1")
+        created = now - timedelta(days=120 - index * 7)
+        domain.assets[asset_id] = {
+            "id": asset_id, "title": title, "type": "ASSET", "status": "ACTIVE",
+            "archive_status": "NOT_ARCHIVED",
+            "analyze_status": "N/A", "face_recognition_status": "N/A", "is_online": True, "is_blocked": False,
+            "external_id": f"canto:{media}:{seed_asset_id(title)}",
+            "external_link": None, "category": media, "warning": None,
+            "created_by_user": domain.user_id, "date_created": _iso(created), "date_imported": _iso(created),
+            "date_modified": _iso(created), "in_collections": [],
+            "versions": [{"id": version_id, "version_number": 1, "status": "ACTIVE", "analyze_status": "N/A",
+                          "archive_status": "NOT_ARCHIVED", "face_recognition_status": "N/A",
+                          "transcribe_status": "N/A", "is_online": True, "created_by_user": domain.user_id,
+                          "date_created": _iso(created)}],
+        }  # fmt: skip
+        original = {
+            "id": _uuid("format", title, "ORIGINAL"), "name": "ORIGINAL", "asset_id": asset_id,
+            "version_id": version_id, "status": "ACTIVE", "archive_status": "NOT_ARCHIVED", "is_online": True,
+            "storage_methods": [main["method"]], "user_id": domain.user_id, "metadata": [], "warnings": [],
+            "components": [], "date_created": _iso(created), "date_modified": _iso(created),
+        }  # fmt: skip
+        domain.formats[asset_id] = [original]
+        size = (index + 1) * (750_000_000 if media == "video" else 12_000_000)
+        domain.files[asset_id] = [_file(asset_id, version_id, original, main, title, size, created)]
+        if media == "video":
+            proxy = {**original, "id": _uuid("format", title, "PPRO_PROXY"), "name": "PPRO_PROXY",
+                     "storage_methods": [proxies["method"]]}  # fmt: skip
+            domain.formats[asset_id].append(proxy)
+            proxy_name = title.rsplit(".", 1)[0] + "_proxy.mp4"
+            domain.files[asset_id].append(
+                _file(asset_id, version_id, proxy, proxies, proxy_name, size // 20, created)
+            )
+        domain.history[asset_id] = [
+            {"id": _uuid("history", title, "transcode"), "asset_id": asset_id, "version_id": version_id,
+             "operation_type": "TRANSCODE", "operation_description": "Proxy generated", "job_id": None,
+             "user_id": domain.user_id, "system_domain_id": _uuid("domain"), "date_created": _iso(created),
+             "date_modified": _iso(created)},
+            {"id": _uuid("history", title, "metadata"), "asset_id": asset_id, "version_id": version_id,
+             "operation_type": "METADATA", "operation_description": "Release view updated", "job_id": None,
+             "user_id": domain.user_id, "system_domain_id": _uuid("domain"),
+             "date_created": _iso(created + timedelta(hours=2)),
+             "date_modified": _iso(created + timedelta(hours=2))},
+        ]  # fmt: skip
+        domain.metadata[(asset_id, release_view["id"])] = {
+            "release_status": [release_status],
+            "campaign": [campaign],
+            "region": [region],
+            "canto_asset_id": [domain.assets[asset_id]["external_id"].rsplit(":", 1)[-1]],
+        }
+        if approval != "N/A":
+            domain.approvals[("assets", asset_id)] = {
+                reviewer: {
+                    "user": reviewer,
+                    "status": approval,
+                    "change_date": _iso(created + timedelta(days=1)),
+                }
+            }
+    releases = _uuid("collection", "Releases")
+    for title, parent, members in (
+        ("Releases", None, ()),
+        ("Retailer A - Spring 2025", releases,
+         ("trail-runner-x-hero-front.jpg", "retailer-a-endcap-mockup.jpg")),
+        ("Broadcast Partner - Q3", releases,
+         ("spring-launch-2025-hero-30s.mp4", "spring-launch-2025-cutdown-15s.mp4")),
+        ("Brand Library", None, ("acme-brand-guidelines-2025.pdf", "urban-commuter-city-night.jpg")),
+    ):  # fmt: skip
+        collection_id = _uuid("collection", title)
+        domain.collections[collection_id] = {
+            "id": collection_id, "title": title, "status": "ACTIVE", "object_type": "collections",
+            "parent_id": parent, "is_root": parent is None, "in_collections": [parent] if parent else [],
+            "parents": [parent] if parent else [], "external_id": None, "category": None,
+            "created_by_user": domain.user_id, "date_created": _iso(now - timedelta(days=90)),
+            "date_modified": _iso(now - timedelta(days=3)), "keyframe_asset_ids": [], "keyframes": [],
+        }  # fmt: skip
+        domain.collection_contents[collection_id] = [("assets", _uuid("asset", m)) for m in members]
+        if parent:
+            domain.collection_contents[parent].append(("collections", collection_id))
+        for member in members:
+            domain.assets[_uuid("asset", member)]["in_collections"].append(collection_id)
+    hook_id = _uuid("webhook", "legacy-dam-sync")
+    domain.webhooks[hook_id] = {
+        "id": hook_id, "name": "legacy DAM sync", "url": "https://dam-sync.acme.example/iconik",
+        "event_type": "assets", "realm": "entity", "operation": "update", "status": "DISABLED",
+        "headers": {"X-Sync-Secret": "legacy-secret"}, "description": "replaced by opsgate",
+        "date_created": _iso(now - timedelta(days=700)), "date_modified": _iso(now - timedelta(days=60)),
+    }  # fmt: skip
+    return domain
+
+
+# -- pagination ----------------------------------------------------------------------------------
+
+
+def _int_query(request: web.Request, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _Problem(400, {name: "Not a valid integer."}) from None
+    if not minimum <= value <= maximum:
+        raise _Problem(400, {name: f"Must be between {minimum} and {maximum}."})
+    return value
+
+
+def _page(
+    request: web.Request, items: list[dict[str, Any]], *, max_per_page: int = MAX_PER_PAGE
+) -> dict[str, Any]:
+    per_page = _int_query(request, "per_page", DEFAULT_PER_PAGE, minimum=1, maximum=max_per_page)
+    pages = max(1, math.ceil(len(items) / per_page))
+    page = _int_query(request, "page", 1, minimum=1, maximum=10**6)
+    if page > pages:
+        raise _Problem(404, ["Requested page does not exist"])
+
+    def url(number: int) -> str:
+        query = {k: v for k, v in request.query.items() if k not in ("page", "per_page")}
+        return f"{request.path}?{urlencode({**query, 'page': number, 'per_page': per_page})}"
+
+    start = (page - 1) * per_page
+    body: dict[str, Any] = {
+        "objects": items[start : start + per_page],
+        "page": page,
+        "pages": pages,
+        "per_page": per_page,
+        "total": len(items),
+        "first_url": url(1),
+        "last_url": url(pages),
+    }
+    if page < pages:
+        body["next_url"] = url(page + 1)
+    if page > 1:
+        body["prev_url"] = url(page - 1)
+    return body
+
+
+def _page_after(request: web.Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Files and formats page by `last_id` (the id of the previous page's last object)."""
+    per_page = _int_query(request, "per_page", DEFAULT_PER_PAGE, minimum=1, maximum=MAX_PER_PAGE)
+    last_id = request.query.get("last_id")
+    start = 0
+    if last_id:
+        ids = [item["id"] for item in items]
+        if last_id not in ids:
+            raise _Problem(400, {"last_id": "Unknown last_id."})
+        start = ids.index(last_id) + 1
+    chunk = items[start : start + per_page]
+    body: dict[str, Any] = {"objects": chunk, "per_page": per_page, "total": len(items)}
+    if start + per_page < len(items):
+        query = {k: v for k, v in request.query.items() if k != "last_id"}
+        body["next_url"] = f"{request.path}?{urlencode({**query, 'last_id': chunk[-1]['id']})}"
+    return body
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _Problem(400, ["Request body is not valid JSON"]) from None
+    if not isinstance(body, dict):
+        raise _Problem(400, ["Request body must be a JSON object"])
+    return body
+
+
+def _check_enum(body: Mapping[str, Any], name: str, allowed: Iterable[str]) -> None:
+    if name in body and body[name] not in set(allowed):
+        raise _Problem(400, {name: f"Must be one of: {', '.join(sorted(allowed))}."})
+
+
+def _check_string(
+    body: Mapping[str, Any], name: str, *, required: bool = False, nullable: bool = True
+) -> None:
+    if name not in body:
+        if required:
+            raise _Problem(400, {name: "Missing data for required field."})
+        return
+    value = body[name]
+    if value is None and nullable and not required:
+        return
+    if not isinstance(value, str) or (required and not value):
+        raise _Problem(400, {name: "Not a valid string."})
+
+
+_ASSET_WRITABLE = ("title", "external_id", "external_link", "category", "status", "archive_status", "type",
+                   "is_blocked", "is_online", "warning")  # fmt: skip
+
+
+def create_app(
+    *,
+    app_id: str = DEFAULT_APP_ID,
+    auth_token: str = DEFAULT_AUTH_TOKEN,
+    job_steps: tuple[str, ...] = DEFAULT_JOB_STEPS,
+    rate_per_second: float | None = None,
+    burst: int = 50,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    monotonic: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """An iconik domain; `job_steps` is the status sequence a job walks, one step per poll.
+
+    `rate_per_second`/`burst` throttle /API/ calls (429 + Retry-After) on the `monotonic` clock.
+    """
+    if not job_steps or job_steps[-1] not in TERMINAL:
+        raise ValueError("job_steps must end in a terminal status")
+    app = web.Application()
+    app[_DOMAIN] = seed_domain(now())
+
+    def domain() -> IconikDomain:
+        return app[_DOMAIN]
+
+    def reset() -> None:
+        # The app is running (frozen): re-seed the domain object in place.
+        fresh = seed_domain(now())
+        for slot in dataclasses.fields(fresh):
+            setattr(app[_DOMAIN], slot.name, getattr(fresh, slot.name))
+
+    @web.middleware
+    async def vendor_edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """Header auth on /API/; iconik-shaped errors for everything the handlers reject."""
+        if request.path.startswith("/API/"):
+            presented_app = request.headers.get("App-ID", "")
+            presented_token = request.headers.get("Auth-Token", "")
+            if not presented_app or not presented_token:
+                return _Problem(401, ["App-ID and Auth-Token headers are required"]).response()
+            if presented_app != app_id or not secrets.compare_digest(
+                presented_token.encode(), auth_token.encode()
+            ):
+                return _Problem(401, ["Token is invalid"]).response()
+        try:
+            return await handler(request)
+        except _Problem as problem:
+            return problem.response()
+
+    # -- assets --
+
+    def asset_or_404(asset_id: str) -> dict[str, Any]:
+        asset = domain().assets.get(asset_id)
+        if asset is None:
+            raise _not_found("Asset")
+        return asset
+
+    def add_history(asset_id: str, operation: str, description: str, job_id: str | None = None) -> None:
+        asset = asset_or_404(asset_id)
+        stamp = _iso(now())
+        domain().history.setdefault(asset_id, []).append(
+            {"id": str(uuid.uuid4()), "asset_id": asset_id, "version_id": asset["versions"][0]["id"],
+             "operation_type": operation, "operation_description": description, "job_id": job_id,
+             "user_id": domain().user_id, "system_domain_id": _uuid("domain"), "date_created": stamp,
+             "date_modified": stamp}
+        )  # fmt: skip
+
+    async def get_asset(request: web.Request) -> web.Response:
+        return web.json_response(asset_or_404(request.match_info["asset_id"]))
+
+    async def update_asset(request: web.Request) -> web.Response:
+        asset = asset_or_404(request.match_info["asset_id"])
+        body = await _json_object(request)
+        # The spec's AssetSchema requires a title in PUT and PATCH bodies alike.
+        _check_string(body, "title", required=True, nullable=False)
+        for name in ("external_id", "external_link", "category", "warning"):
+            _check_string(body, name)
+        _check_enum(body, "status", ("ACTIVE", "DELETED"))
+        _check_enum(body, "archive_status", ("NOT_ARCHIVED", "ARCHIVING", "FAILED_TO_ARCHIVE", "ARCHIVED"))
+        _check_enum(
+            body, "type", ("ASSET", "SEQUENCE", "NLE_PROJECT", "PLACEHOLDER", "CUSTOM", "LINK", "SUBCLIP")
+        )
+        for name in ("is_blocked", "is_online"):
+            if name in body and not isinstance(body[name], bool):
+                raise _Problem(400, {name: "Not a valid boolean."})
+        # Read-only fields in the body are ignored, as iconik does.
+        asset.update({name: body[name] for name in _ASSET_WRITABLE if name in body})
+        asset["date_modified"] = _iso(now())
+        asset["updated_by_user"] = domain().user_id
+        return web.json_response(asset)
+
+    async def asset_history(request: web.Request) -> web.Response:
+        asset_or_404(request.match_info["asset_id"])
+        entries = sorted(
+            domain().history.get(request.match_info["asset_id"], []),
+            key=lambda e: e["date_created"],
+            reverse=True,
+        )
+        return web.json_response(_page(request, entries))
+
+    # -- metadata --
+
+    def view_or_404(view_id: str) -> dict[str, Any]:
+        view = domain().views.get(view_id)
+        if view is None:
+            raise _Problem(404, ["Metadata view doesn't exist"])
+        return view
+
+    async def list_views(request: web.Request) -> web.Response:
+        return web.json_response({"objects": list(domain().views.values())})
+
+    async def get_view(request: web.Request) -> web.Response:
+        return web.json_response(view_or_404(request.match_info["view_id"]))
+
+    def metadata_answer(object_type: str, object_id: str, view_id: str) -> dict[str, Any]:
+        values = domain().metadata.get((object_id, view_id), {})
+        asset = domain().assets[object_id]
+        return {
+            "object_id": object_id,
+            "object_type": object_type,
+            "version_id": asset["versions"][0]["id"],
+            "metadata_values": {
+                name: {"field_values": [{"value": v} for v in vals]} for name, vals in values.items()
+            },
+            "date_created": asset["date_created"],
+            "date_modified": asset["date_modified"],
+        }
+
+    def metadata_target(request: web.Request) -> tuple[str, str, dict[str, Any]]:
+        object_type = request.match_info["object_type"]
+        if object_type != "assets":
+            raise _Problem(400, {"object_type": "Only assets are emulated."})
+        object_id = request.match_info["object_id"]
+        asset_or_404(object_id)
+        return object_type, object_id, view_or_404(request.match_info["view_id"])
+
+    async def get_metadata(request: web.Request) -> web.Response:
+        object_type, object_id, view = metadata_target(request)
+        return web.json_response(metadata_answer(object_type, object_id, view["id"]))
+
+    async def put_metadata(request: web.Request) -> web.Response:
+        object_type, object_id, view = metadata_target(request)
+        body = await _json_object(request)
+        values = body.get("metadata_values")
+        if not isinstance(values, dict):
+            raise _Problem(400, {"metadata_values": "Missing data for required field."})
+        fields = {f["name"]: f for f in view["view_fields"]}
+        stored = copy.deepcopy(domain().metadata.get((object_id, view["id"]), {}))
+        for name, change in values.items():
+            if name not in fields:
+                raise _Problem(400, {name: f"Field is not part of view {view['name']!r}."})
+            if not isinstance(change, dict) or not isinstance(change.get("field_values", []), list):
+                raise _Problem(400, {name: "Expected {field_values: [...], mode}."})
+            mode = change.get("mode", "overwrite")
+            if mode not in ("overwrite", "append", "delete"):
+                raise _Problem(400, {name: "mode must be one of: append, delete, overwrite."})
+            new_values = []
+            for item in change.get("field_values", []):
+                if not isinstance(item, dict) or "value" not in item:
+                    raise _Problem(400, {name: "Each field value needs a 'value'."})
+                new_values.append(item["value"])
+            options = {o["value"] for o in fields[name].get("options", [])}
+            if options and mode != "delete" and any(v not in options for v in new_values):
+                raise _Problem(400, {name: f"Values must be among: {', '.join(sorted(options))}."})
+            current = stored.get(name, [])
+            if mode == "overwrite":
+                current = new_values
+            elif mode == "append":
+                current = current + [v for v in new_values if v not in current]
+            else:
+                current = [v for v in current if v not in new_values] if new_values else []
+            if not fields[name].get("multi") and len(current) > 1:
+                raise _Problem(400, {name: "Field accepts a single value."})
+            stored[name] = current
+        domain().metadata[(object_id, view["id"])] = stored
+        domain().assets[object_id]["date_modified"] = _iso(now())
+        add_history(object_id, "METADATA", f"{view['name']} view updated")
+        return web.json_response(metadata_answer(object_type, object_id, view["id"]))
+
+    # -- files, formats, storages --
+
+    async def list_files(request: web.Request) -> web.Response:
+        asset_id = request.match_info["asset_id"]
+        asset_or_404(asset_id)
+        return web.json_response(_page_after(request, domain().files.get(asset_id, [])))
+
+    async def list_formats(request: web.Request) -> web.Response:
+        asset_id = request.match_info["asset_id"]
+        asset_or_404(asset_id)
+        return web.json_response(_page_after(request, domain().formats.get(asset_id, [])))
+
+    async def download_url(request: web.Request) -> web.Response:
+        asset_id, file_id = request.match_info["asset_id"], request.match_info["file_id"]
+        asset_or_404(asset_id)
+        if not any(f["id"] == file_id for f in domain().files.get(asset_id, [])):
+            raise _Problem(404, ["File for this asset doesn't exist"])
+        expires = int((now() + timedelta(hours=1)).timestamp())
+        signature = hashlib.sha256(f"{file_id}{expires}{auth_token}".encode()).hexdigest()[:32]
+        origin = f"{request.scheme}://{request.host}"
+        return web.json_response(
+            {"url": f"{origin}/_downloads/{file_id}?expires={expires}&signature={signature}"}
+        )
+
+    async def download(request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        expires = request.query.get("expires", "")
+        expected = hashlib.sha256(f"{file_id}{expires}{auth_token}".encode()).hexdigest()[:32]
+        if not secrets.compare_digest(request.query.get("signature", "").encode(), expected.encode()):
+            return web.Response(status=403, text="signature does not match")
+        return web.Response(
+            body=f"emulated bytes of file {file_id}".encode(), content_type="application/octet-stream"
+        )
+
+    async def list_storages(request: web.Request) -> web.Response:
+        storages = sorted(domain().storages.values(), key=lambda s: s["name"])
+        for name in ("purpose", "status", "method", "name"):
+            wanted = request.query.get(name)
+            if wanted:
+                storages = [s for s in storages if s[name] == wanted]
+        return web.json_response(_page(request, storages, max_per_page=MAX_STORAGES_PER_PAGE))
+
+    async def bulk_transfer(request: web.Request) -> web.Response:
+        storage = domain().storages.get(request.match_info["storage_id"])
+        if storage is None:
+            raise _Problem(404, ["Storage not found"])
+        body = await _json_object(request)
+        object_ids = body.get("object_ids")
+        if (
+            not isinstance(object_ids, list)
+            or not object_ids
+            or not all(isinstance(i, str) for i in object_ids)
+        ):
+            raise _Problem(400, {"object_ids": "Missing data for required field."})
+        _check_enum(body, "object_type", ("assets", "collections", "saved_searches"))
+        if body.get("object_type") != "assets":
+            raise _Problem(400, {"object_type": "Only assets are emulated."})
+        for object_id in object_ids:
+            asset_or_404(object_id)
+        format_name = body.get("format_name", "ORIGINAL")
+        delete_original = bool(body.get("delete_original", False))
+        verb = "Move" if delete_original else "Copy"
+        job_id = str(uuid.uuid4())
+        stamp = _iso(now())
+        domain().jobs[job_id] = {
+            "id": job_id, "title": f"{verb} {len(object_ids)} asset(s) to {storage['name']}",
+            "type": "TRANSFER",
+            "status": job_steps[0], "progress": 0, "object_type": "assets", "object_id": object_ids[0],
+            "created_by": domain().user_id, "date_created": stamp, "date_modified": stamp,
+            "priority": 5, "has_children": False, "job_context": {"storage_id": storage["id"]},
+        }  # fmt: skip
+        plan: dict[str, Any] = {
+            "step": 0, "object_ids": list(object_ids), "storage_id": storage["id"],
+            "format_name": format_name, "delete_original": delete_original, "outcome": None,
+        }  # fmt: skip
+        if storage["status"] == "FAILING":
+            plan["outcome"] = {"status": "FAILED", "error_message": f"Storage {storage['name']} is failing"}
+        elif domain().queued_outcomes:
+            queued = domain().queued_outcomes[0]
+            plan["outcome"] = {"status": queued["status"], "error_message": queued.get("error_message")}
+            if queued.get("times") is not None:
+                queued["times"] -= 1
+                if queued["times"] <= 0:
+                    domain().queued_outcomes.pop(0)
+        domain().job_plans[job_id] = plan
+        return web.json_response({"job_id": job_id}, status=202)
+
+    # -- jobs --
+
+    def finish_transfer(job: dict[str, Any], plan: dict[str, Any]) -> None:
+        target = domain().storages[plan["storage_id"]]
+        for asset_id in plan["object_ids"]:
+            files = domain().files.setdefault(asset_id, [])
+            fmt = next(
+                (f for f in domain().formats.get(asset_id, []) if f["name"] == plan["format_name"]), None
+            )
+            if fmt is None:
+                continue
+            sources = [f for f in files if f["format_id"] == fmt["id"] and f["storage_id"] != target["id"]]
+            for source in sources[:1]:
+                copied = {**source, "id": str(uuid.uuid4()), "storage_id": target["id"],
+                          "storage_method": target["method"], "file_set_id": str(uuid.uuid4()),
+                          "date_created": _iso(now()), "date_modified": _iso(now())}  # fmt: skip
+                files.append(copied)
+                if plan["delete_original"]:
+                    files.remove(source)
+            verb = "Moved" if plan["delete_original"] else "Copied"
+            add_history(asset_id, "TRANSFER", f"{verb} {plan['format_name']} to {target['name']}", job["id"])
+
+    async def get_job(request: web.Request) -> web.Response:
+        job = domain().jobs.get(request.match_info["job_id"])
+        if job is None:
+            raise _Problem(404, ["Job does not exist"])
+        answer = dict(job)
+        plan = domain().job_plans.get(job["id"])
+        if plan is not None and job["status"] not in TERMINAL:
+            plan["step"] += 1
+            outcome = plan["outcome"]
+            next_status = job_steps[min(plan["step"], len(job_steps) - 1)]
+            if next_status in TERMINAL and outcome is not None:
+                next_status = outcome["status"]
+                if outcome.get("error_message"):
+                    job["error_message"] = outcome["error_message"]
+            job["status"] = next_status
+            job["progress"] = 100 if next_status in TERMINAL else 50
+            job["date_modified"] = _iso(now())
+            if next_status == "STARTED":
+                job["started_at"] = job["date_modified"]
+            if next_status in TERMINAL:
+                job["completed_at"] = job["date_modified"]
+                if next_status in ("FINISHED", "FINISHED_WITH_WARNING"):
+                    finish_transfer(job, plan)
+        return web.json_response(answer)
+
+    async def queue_outcome(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if body.get("status") not in TERMINAL:
+            raise _Problem(400, {"status": f"Must be one of: {', '.join(sorted(TERMINAL))}."})
+        times = body.get("times", 1)
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise _Problem(400, {"times": "Must be a positive integer or null."})
+        domain().queued_outcomes.append(
+            {"status": body["status"], "error_message": body.get("error_message"), "times": times}
+        )
+        return web.json_response({"queued": len(domain().queued_outcomes)}, status=201)
+
+    # -- approvals --
+
+    def approvals_target(request: web.Request) -> tuple[str, str]:
+        object_type, object_id = request.match_info["object_type"], request.match_info["object_id"]
+        if object_type == "assets":
+            asset_or_404(object_id)
+        elif object_type == "collections":
+            if object_id not in domain().collections:
+                raise _not_found("Collection")
+        else:
+            raise _Problem(400, {"object_type": "Must be assets or collections."})
+        return object_type, object_id
+
+    def approval_answer(object_type: str, object_id: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+        answer = {"object_type": object_type, "object_id": object_id, **entry}
+        if object_type == "assets":
+            answer["version_id"] = domain().assets[object_id]["versions"][0]["id"]
+        return answer
+
+    async def get_approvals(request: web.Request) -> web.Response:
+        object_type, object_id = approvals_target(request)
+        entries = domain().approvals.get((object_type, object_id), {})
+        items = [approval_answer(object_type, object_id, e) for e in entries.values()]
+        return web.json_response(_page(request, items))
+
+    async def put_approval(request: web.Request) -> web.Response:
+        object_type, object_id = approvals_target(request)
+        body = await _json_object(request)
+        if "status" not in body:
+            raise _Problem(400, {"status": "Missing data for required field."})
+        _check_enum(body, "status", ("N/A", "REQUESTED", "APPROVED", "NOT_APPROVED", "MIXED"))
+        entry = {"user": domain().user_id, "status": body["status"], "change_date": _iso(now())}
+        domain().approvals.setdefault((object_type, object_id), {})[domain().user_id] = entry
+        if object_type == "assets" and body["status"] in ("APPROVED", "NOT_APPROVED"):
+            add_history(
+                object_id, "APPROVE" if body["status"] == "APPROVED" else "REJECT", "Approval set by opsgate"
+            )
+        return web.json_response(approval_answer(object_type, object_id, entry))
+
+    # -- collections --
+
+    def collection_or_404(collection_id: str) -> dict[str, Any]:
+        collection = domain().collections.get(collection_id)
+        if collection is None:
+            raise _not_found("Collection")
+        return collection
+
+    async def get_collection(request: web.Request) -> web.Response:
+        return web.json_response(collection_or_404(request.match_info["collection_id"]))
+
+    async def collection_contents(request: web.Request) -> web.Response:
+        collection_id = request.match_info["collection_id"]
+        collection_or_404(collection_id)
+        items = []
+        for object_type, object_id in domain().collection_contents.get(collection_id, []):
+            source = (domain().assets if object_type == "assets" else domain().collections).get(object_id)
+            if source is not None:
+                item = {k: v for k, v in source.items() if k not in ("versions", "parents", "keyframes")}
+                items.append({**item, "object_type": object_type})
+        return web.json_response(_page(request, items))
+
+    async def add_collection_content(request: web.Request) -> web.Response:
+        collection_id = request.match_info["collection_id"]
+        collection_or_404(collection_id)
+        body = await _json_object(request)
+        _check_string(body, "object_id", required=True, nullable=False)
+        _check_string(body, "object_type", required=True, nullable=False)
+        object_type, object_id = body["object_type"], body["object_id"]
+        if object_type == "assets":
+            target = asset_or_404(object_id)
+        elif object_type == "collections":
+            target = collection_or_404(object_id)
+        else:
+            raise _Problem(400, {"object_type": "Must be assets or collections."})
+        contents = domain().collection_contents.setdefault(collection_id, [])
+        if (object_type, object_id) not in contents:
+            contents.append((object_type, object_id))
+            target.setdefault("in_collections", []).append(collection_id)
+        return web.Response(status=201)
+
+    # -- webhooks --
+
+    async def list_webhooks(request: web.Request) -> web.Response:
+        return web.json_response({"objects": list(domain().webhooks.values())})
+
+    async def create_webhook(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        _check_string(body, "url", required=True, nullable=False)
+        if not body["url"].startswith(("http://", "https://")):
+            raise _Problem(400, {"url": "Not a valid URL."})
+        _check_string(body, "event_type", required=True, nullable=False)
+        if "status" not in body:
+            raise _Problem(400, {"status": "Missing data for required field."})
+        _check_enum(body, "status", ("ENABLED", "DISABLED", "FAILING", "DELETED"))
+        for name in ("realm", "operation", "name", "description"):
+            _check_string(body, name)
+        headers = body.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise _Problem(400, {"headers": "Must be an object of strings."})
+        hook_id = str(uuid.uuid4())
+        stamp = _iso(now())
+        hook = {
+            "id": hook_id, "url": body["url"], "event_type": body["event_type"], "status": body["status"],
+            "realm": body.get("realm"), "operation": body.get("operation"), "headers": headers,
+            "name": body.get("name") or body["url"], "description": body.get("description") or "",
+            "date_created": stamp, "date_modified": stamp,
+        }  # fmt: skip
+        domain().webhooks[hook_id] = hook
+        return web.json_response(hook, status=201)
+
+    async def get_webhook(request: web.Request) -> web.Response:
+        hook = domain().webhooks.get(request.match_info["webhook_id"])
+        if hook is None:
+            raise _not_found("Webhook")
+        return web.json_response(hook)
+
+    async def delete_webhook(request: web.Request) -> web.Response:
+        if domain().webhooks.pop(request.match_info["webhook_id"], None) is None:
+            raise _not_found("Webhook")
+        return web.Response(status=204)
+
+    add_fault_injection(
+        app, reset=reset, error_body=lambda status: {"errors": [f"injected fault ({status})"]}
+    )
+    if rate_per_second is not None:
+        add_rate_limit(
+            app,
+            per_second=rate_per_second,
+            burst=burst,
+            monotonic=monotonic,
+            response=lambda retry_after: web.json_response(
+                {"errors": ["Too many requests"]},
+                status=429,
+                headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+            ),
+        )
+    app.middlewares.append(vendor_edge)
+
+    r = app.router
+    r.add_post("/_control/iconik/job_outcomes", queue_outcome)
+    r.add_get("/_downloads/{file_id}", download)
+    r.add_get("/API/assets/v1/assets/{asset_id}/", get_asset)
+    r.add_put("/API/assets/v1/assets/{asset_id}/", update_asset)
+    r.add_patch("/API/assets/v1/assets/{asset_id}/", update_asset)
+    r.add_get("/API/assets/v1/assets/{asset_id}/history/", asset_history)
+    r.add_get("/API/assets/v1/collections/{collection_id}/", get_collection)
+    r.add_get("/API/assets/v1/collections/{collection_id}/contents/", collection_contents)
+    r.add_post("/API/assets/v1/collections/{collection_id}/contents/", add_collection_content)
+    r.add_get("/API/assets/v1/{object_type}/{object_id}/approvals/", get_approvals)
+    r.add_put("/API/assets/v1/{object_type}/{object_id}/approvals/", put_approval)
+    r.add_get("/API/metadata/v1/views/", list_views)
+    r.add_get("/API/metadata/v1/views/{view_id}/", get_view)
+    r.add_get("/API/metadata/v1/{object_type}/{object_id}/views/{view_id}/", get_metadata)
+    r.add_put("/API/metadata/v1/{object_type}/{object_id}/views/{view_id}/", put_metadata)
+    r.add_get("/API/files/v1/assets/{asset_id}/files/", list_files)
+    r.add_get("/API/files/v1/assets/{asset_id}/formats/", list_formats)
+    r.add_get("/API/files/v1/assets/{asset_id}/files/{file_id}/download_url/", download_url)
+    r.add_get("/API/files/v1/storages/", list_storages)
+    r.add_post("/API/files/v1/storages/{storage_id}/bulk/", bulk_transfer)
+    r.add_get("/API/jobs/v1/jobs/{job_id}/", get_job)
+    r.add_get("/API/notifications/v1/webhooks/", list_webhooks)
+    r.add_post("/API/notifications/v1/webhooks/", create_webhook)
+    r.add_get("/API/notifications/v1/webhooks/{webhook_id}/", get_webhook)
+    r.add_delete("/API/notifications/v1/webhooks/{webhook_id}/", delete_webhook)
+    return app

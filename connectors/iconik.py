@@ -1,0 +1,747 @@
+"""iconik connector: assets, metadata, files and storages, transfer jobs, approvals, collections, webhooks.
+
+Built to iconik's published OpenAPI specs (assets, files, jobs, metadata, notifications). Every
+call carries the `App-ID` and `Auth-Token` headers; lists are followed through their relative
+`next_url` and exposed as async iterators; errors arrive as `{"errors": [...]}` or
+`{"errors": {"field": "message"}}` and become the typed errors of `connectors.errors`.
+
+    async with IconikConnector(settings) as iconik:
+        job_id = await iconik.copy_to_storage(storage_id, [asset_id])
+        job = await iconik.wait_for_job(job_id, poll_interval=2, timeout=600)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from connectors.auth import StaticHeaders
+from connectors.errors import ConnectorError, InvalidResponse
+from connectors.http import HttpOptions, VendorClient
+
+__all__ = [
+    "TERMINAL_JOB_STATUSES",
+    "IconikApproval",
+    "IconikApprovalStatus",
+    "IconikAsset",
+    "IconikAssetUpdate",
+    "IconikAssetVersion",
+    "IconikCollection",
+    "IconikCollectionItem",
+    "IconikConnector",
+    "IconikFile",
+    "IconikFormat",
+    "IconikHistoryEntry",
+    "IconikJob",
+    "IconikJobStatus",
+    "IconikJobTimeout",
+    "IconikMetadataField",
+    "IconikMetadataValues",
+    "IconikMetadataView",
+    "IconikPage",
+    "IconikSettings",
+    "IconikStorage",
+    "IconikWebhook",
+    "MetadataMode",
+]
+
+T = TypeVar("T", bound=BaseModel)
+
+DEFAULT_PER_PAGE = 100
+MAX_STORAGES_PER_PAGE = 100  # the storages list caps per_page at 100
+DEFAULT_POLL_INTERVAL = 2.0
+DEFAULT_JOB_TIMEOUT = 600.0
+MetadataMode = Literal["overwrite", "append", "delete"]
+ObjectType = Literal["assets", "collections"]
+
+
+class IconikSettings(BaseModel):
+    """One iconik domain: host plus an application token (App-ID + Auth-Token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field("https://app.iconik.io", description="regional hosts exist, e.g. us.iconik.io")
+    app_id: str
+    auth_token: SecretStr
+    http: HttpOptions = Field(default_factory=HttpOptions)
+
+
+class _IconikModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class IconikPage(_IconikModel, Generic[T]):
+    """One page of any iconik list; `next_url` is relative to the host, None on the last page."""
+
+    objects: list[T] = Field(default_factory=list)
+    next_url: str | None = None
+    page: int | None = None
+    pages: int | None = None
+    per_page: int | None = None
+    total: int | None = None
+
+
+class IconikAssetVersion(_IconikModel):
+    """One version of an asset."""
+
+    id: str
+    status: str | None = None
+    version_number: int | None = None
+    date_created: datetime | None = None
+
+
+class IconikAsset(_IconikModel):
+    """An asset (AssetSchema): title, lifecycle status, archive state, links to Canto via external_id."""
+
+    id: str
+    title: str
+    status: str | None = None
+    archive_status: str | None = None
+    type: str | None = None
+    external_id: str | None = None
+    external_link: str | None = None
+    category: str | None = None
+    is_online: bool | None = None
+    is_blocked: bool | None = None
+    warning: str | None = None
+    date_created: datetime | None = None
+    date_modified: datetime | None = None
+    versions: list[IconikAssetVersion] = Field(default_factory=list)
+    in_collections: list[str] = Field(default_factory=list)
+
+
+class IconikAssetUpdate(BaseModel):
+    """The writable asset fields; only the fields you set are sent (read-only ones never are)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    external_id: str | None = None
+    external_link: str | None = None
+    category: str | None = None
+    status: Literal["ACTIVE", "DELETED"] | None = None
+    archive_status: Literal["NOT_ARCHIVED", "ARCHIVING", "FAILED_TO_ARCHIVE", "ARCHIVED"] | None = None
+    is_blocked: bool | None = None
+    is_online: bool | None = None
+    warning: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: explicitly set fields only (an explicit None clears a field)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class IconikHistoryEntry(_IconikModel):
+    """One entry of an asset's history (transfers, metadata edits, approvals...)."""
+
+    id: str
+    operation_type: str
+    operation_description: str | None = None
+    asset_id: str | None = None
+    job_id: str | None = None
+    user_id: str | None = None
+    date_created: datetime | None = None
+
+
+class IconikFieldOption(_IconikModel):
+    """An allowed value of a drop-down field."""
+
+    label: str | None = None
+    value: str
+
+
+class IconikMetadataField(_IconikModel):
+    """A field of a metadata view."""
+
+    name: str
+    label: str | None = None
+    field_type: str | None = None
+    multi: bool | None = None
+    required: bool | None = None
+    read_only: bool | None = None
+    options: list[IconikFieldOption] = Field(default_factory=list)
+
+
+class IconikMetadataView(_IconikModel):
+    """A metadata view: a named set of fields."""
+
+    id: str
+    name: str
+    description: str | None = None
+    view_fields: list[IconikMetadataField] = Field(default_factory=list)
+
+
+class IconikFieldValues(_IconikModel):
+    """One field's values as iconik stores them: `[{"value": ...}, ...]`."""
+
+    field_values: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class IconikMetadataValues(_IconikModel):
+    """An object's metadata in one view."""
+
+    object_id: str | None = None
+    object_type: str | None = None
+    version_id: str | None = None
+    metadata_values: dict[str, IconikFieldValues] = Field(default_factory=dict)
+    date_modified: datetime | None = None
+
+    def values(self, field: str) -> list[Any]:
+        """The plain values of `field` (empty when unset)."""
+        entry = self.metadata_values.get(field)
+        return [item.get("value") for item in entry.field_values] if entry else []
+
+    def value(self, field: str) -> Any:
+        """The first value of `field`, or None."""
+        values = self.values(field)
+        return values[0] if values else None
+
+
+class IconikFile(_IconikModel):
+    """A file of an asset on one storage."""
+
+    id: str
+    name: str | None = None
+    original_name: str | None = None
+    directory_path: str | None = None
+    size: int | None = None
+    status: str | None = None
+    type: str | None = None
+    asset_id: str | None = None
+    storage_id: str | None = None
+    format_id: str | None = None
+    file_set_id: str | None = None
+    version_id: str | None = None
+    checksum: str | None = None
+
+
+class IconikFormat(_IconikModel):
+    """A format of an asset (ORIGINAL, proxies...)."""
+
+    id: str
+    name: str
+    status: str | None = None
+    archive_status: str | None = None
+    is_online: bool | None = None
+    storage_methods: list[str] = Field(default_factory=list)
+    version_id: str | None = None
+
+
+class IconikStorage(_IconikModel):
+    """A storage (purpose FILES, PROXIES, EXPORTS, ARCHIVE...); its settings are never read."""
+
+    id: str
+    name: str
+    purpose: str
+    method: str | None = None
+    status: str | None = None
+    status_message: str | None = None
+    description: str | None = None
+    default: bool | None = None
+
+
+class IconikJobStatus(StrEnum):
+    """Job states; see TERMINAL_JOB_STATUSES for the ones that never change again."""
+
+    READY = "READY"
+    STARTED = "STARTED"
+    WAITING = "WAITING"
+    PAUSED = "PAUSED"
+    ABORT_PENDING = "ABORT_PENDING"
+    FINISHED = "FINISHED"
+    FINISHED_WITH_WARNING = "FINISHED_WITH_WARNING"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+
+
+TERMINAL_JOB_STATUSES = frozenset(
+    {
+        IconikJobStatus.FINISHED,
+        IconikJobStatus.FINISHED_WITH_WARNING,
+        IconikJobStatus.SKIPPED,
+        IconikJobStatus.FAILED,
+        IconikJobStatus.ABORTED,
+    }
+)
+SUCCESSFUL_JOB_STATUSES = frozenset({IconikJobStatus.FINISHED, IconikJobStatus.FINISHED_WITH_WARNING})
+
+
+class IconikJob(_IconikModel):
+    """A background job (transfers, exports...)."""
+
+    id: str
+    status: str
+    title: str | None = None
+    type: str | None = None
+    progress: int | None = None
+    message: str | None = None
+    error_message: str | None = None
+    object_id: str | None = None
+    object_type: str | None = None
+    date_created: datetime | None = None
+    date_modified: datetime | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """FINISHED, FINISHED_WITH_WARNING, SKIPPED, FAILED or ABORTED: it will not change again."""
+        return self.status in TERMINAL_JOB_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        """FINISHED or FINISHED_WITH_WARNING."""
+        return self.status in SUCCESSFUL_JOB_STATUSES
+
+
+class _JobCreated(_IconikModel):
+    job_id: str
+
+
+class IconikApprovalStatus(StrEnum):
+    """Approval states of an object (or of one user's approval)."""
+
+    NOT_APPLICABLE = "N/A"
+    REQUESTED = "REQUESTED"
+    APPROVED = "APPROVED"
+    NOT_APPROVED = "NOT_APPROVED"
+    MIXED = "MIXED"
+
+
+class IconikApproval(_IconikModel):
+    """One user's approval of an object."""
+
+    status: str
+    object_id: str | None = None
+    object_type: str | None = None
+    user: str | None = None
+    external: str | None = None
+    change_date: datetime | None = None
+    version_id: str | None = None
+
+
+class IconikCollection(_IconikModel):
+    """A collection."""
+
+    id: str
+    title: str
+    status: str | None = None
+    parent_id: str | None = None
+    is_root: bool | None = None
+    external_id: str | None = None
+    in_collections: list[str] = Field(default_factory=list)
+
+
+class IconikCollectionItem(_IconikModel):
+    """An entry of a collection's contents: an asset or a sub-collection."""
+
+    id: str
+    title: str | None = None
+    object_type: str | None = None
+    status: str | None = None
+    external_id: str | None = None
+
+
+class IconikWebhook(_IconikModel):
+    """A registered webhook (its headers, which carry our secret, are deliberately not kept)."""
+
+    id: str
+    url: str
+    event_type: str
+    status: str
+    name: str | None = None
+    realm: str | None = None
+    operation: str | None = None
+
+
+class _Webhooks(_IconikModel):
+    objects: list[IconikWebhook] = Field(default_factory=list)
+
+
+class _Views(_IconikModel):
+    objects: list[IconikMetadataView] = Field(default_factory=list)
+
+
+class IconikJobTimeout(ConnectorError):
+    """`wait_for_job` gave up before the job reached a terminal state; `job` is the last seen."""
+
+    def __init__(self, job: IconikJob, *, waited: float) -> None:
+        self.job = job
+        self.waited = waited
+        super().__init__(
+            f"job {job.id} still {job.status} after {waited:.0f}s", vendor=IconikConnector.vendor
+        )
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _field_values(values: Iterable[Any]) -> list[dict[str, Any]]:
+    return [{"value": value} for value in values]
+
+
+class IconikConnector:
+    """Typed calls to one iconik domain; owns its HTTP client (use `async with` or `aclose`)."""
+
+    vendor = "iconik"
+
+    def __init__(
+        self,
+        settings: IconikSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._client = VendorClient(
+            vendor=self.vendor,
+            base_url=settings.base_url,
+            options=settings.http,
+            auth=StaticHeaders({"App-ID": settings.app_id, "Auth-Token": settings.auth_token}),
+            transport=transport,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
+
+    @property
+    def client(self) -> VendorClient:
+        """The HTTP client (exposes `last_request_id` and the circuit breaker)."""
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+    async def __aenter__(self) -> IconikConnector:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _paged(
+        self, path: str, item: type[T], params: Mapping[str, str | int] | None = None
+    ) -> AsyncIterator[T]:
+        """Every object of a list, following `next_url` until it is empty."""
+        url: str | None = path
+        query: Mapping[str, str | int] | None = params
+        seen: set[str] = set()
+        while url:
+            page = await self._client.get_model(url, IconikPage[item], params=query)  # type: ignore[valid-type]
+            for obj in page.objects:
+                yield obj
+            query = None  # next_url already carries the query
+            url = page.next_url or None
+            if url is not None:
+                if url in seen:
+                    raise InvalidResponse(
+                        f"next_url repeats {url!r}",
+                        vendor=self.vendor,
+                        request_id=self._client.last_request_id,
+                    )
+                seen.add(url)
+
+    # -- assets --------------------------------------------------------------------------------
+
+    async def get_asset(self, asset_id: str) -> IconikAsset:
+        """One asset; NotFound if it does not exist."""
+        return await self._client.get_model(f"/API/assets/v1/assets/{_segment(asset_id)}/", IconikAsset)
+
+    async def update_asset(self, asset_id: str, changes: IconikAssetUpdate) -> IconikAsset:
+        """Change some fields of an asset (PATCH); returns the updated asset.
+
+        iconik's spec requires `title` in PATCH bodies too, so when `changes` leaves it out the
+        current title is read first and sent back unchanged.
+        """
+        body = changes.body()
+        if body.get("title") is None:
+            body["title"] = (await self.get_asset(asset_id)).title
+        return await self._client.send_model(
+            "PATCH", f"/API/assets/v1/assets/{_segment(asset_id)}/", IconikAsset, json=body, idempotent=True
+        )
+
+    async def replace_asset(self, asset_id: str, asset: IconikAssetUpdate) -> IconikAsset:
+        """Replace an asset's writable fields (PUT); `title` is required."""
+        if asset.title is None:
+            raise ValueError("replace_asset needs a title")
+        return await self._client.send_model(
+            "PUT", f"/API/assets/v1/assets/{_segment(asset_id)}/", IconikAsset, json=asset.body()
+        )
+
+    async def asset_history(
+        self, asset_id: str, *, per_page: int = DEFAULT_PER_PAGE
+    ) -> AsyncIterator[IconikHistoryEntry]:
+        """Every history entry of an asset, newest first."""
+        async for entry in self._paged(
+            f"/API/assets/v1/assets/{_segment(asset_id)}/history/", IconikHistoryEntry, {"per_page": per_page}
+        ):
+            yield entry
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    async def list_metadata_views(self) -> list[IconikMetadataView]:
+        """Every metadata view of the domain."""
+        return (await self._client.get_model("/API/metadata/v1/views/", _Views)).objects
+
+    async def get_metadata_view(self, view_id: str) -> IconikMetadataView:
+        """One metadata view with its fields."""
+        return await self._client.get_model(
+            f"/API/metadata/v1/views/{_segment(view_id)}/", IconikMetadataView
+        )
+
+    async def get_asset_metadata(self, asset_id: str, view_id: str) -> IconikMetadataValues:
+        """An asset's values in one view."""
+        return await self._client.get_model(
+            f"/API/metadata/v1/assets/{_segment(asset_id)}/views/{_segment(view_id)}/", IconikMetadataValues
+        )
+
+    async def put_asset_metadata(
+        self,
+        asset_id: str,
+        view_id: str,
+        values: Mapping[str, Sequence[Any]],
+        *,
+        mode: MetadataMode = "overwrite",
+    ) -> IconikMetadataValues:
+        """Write field values (each field: a list of plain values) with one mode for all fields."""
+        body = {
+            "metadata_values": {
+                field: {"field_values": _field_values(field_values), "mode": mode}
+                for field, field_values in values.items()
+            }
+        }
+        # overwrite/delete converge when repeated; append would duplicate values.
+        return await self._client.send_model(
+            "PUT",
+            f"/API/metadata/v1/assets/{_segment(asset_id)}/views/{_segment(view_id)}/",
+            IconikMetadataValues,
+            json=body,
+            idempotent=mode != "append",
+        )
+
+    # -- files and storages --------------------------------------------------------------------
+
+    async def list_files(
+        self, asset_id: str, *, per_page: int = DEFAULT_PER_PAGE
+    ) -> AsyncIterator[IconikFile]:
+        """Every file of an asset, on every storage."""
+        async for file in self._paged(
+            f"/API/files/v1/assets/{_segment(asset_id)}/files/", IconikFile, {"per_page": per_page}
+        ):
+            yield file
+
+    async def list_formats(
+        self, asset_id: str, *, per_page: int = DEFAULT_PER_PAGE
+    ) -> AsyncIterator[IconikFormat]:
+        """Every format of an asset (ORIGINAL, proxies...)."""
+        async for fmt in self._paged(
+            f"/API/files/v1/assets/{_segment(asset_id)}/formats/", IconikFormat, {"per_page": per_page}
+        ):
+            yield fmt
+
+    async def file_download_url(self, asset_id: str, file_id: str) -> str:
+        """A (signed, short-lived) URL to download one file."""
+        answer = await self._client.get_model(
+            f"/API/files/v1/assets/{_segment(asset_id)}/files/{_segment(file_id)}/download_url/", _DownloadUrl
+        )
+        return answer.url
+
+    async def list_storages(
+        self, *, purpose: str | None = None, status: str | None = None
+    ) -> AsyncIterator[IconikStorage]:
+        """Every storage, optionally only those of one purpose (EXPORTS...) or status."""
+        params: dict[str, str | int] = {"per_page": MAX_STORAGES_PER_PAGE}
+        if purpose:
+            params["purpose"] = purpose
+        if status:
+            params["status"] = status
+        async for storage in self._paged("/API/files/v1/storages/", IconikStorage, params):
+            yield storage
+
+    async def copy_to_storage(
+        self,
+        storage_id: str,
+        object_ids: Sequence[str],
+        *,
+        object_type: ObjectType = "assets",
+        format_name: str = "ORIGINAL",
+    ) -> str:
+        """Queue a copy of the objects' files to a storage; returns the job id."""
+        return await self._bulk_transfer(
+            storage_id, object_ids, object_type, format_name, delete_original=False
+        )
+
+    async def move_to_storage(
+        self,
+        storage_id: str,
+        object_ids: Sequence[str],
+        *,
+        object_type: ObjectType = "assets",
+        format_name: str = "ORIGINAL",
+    ) -> str:
+        """Queue a move (copy, then delete the source) of the objects' files; returns the job id."""
+        return await self._bulk_transfer(
+            storage_id, object_ids, object_type, format_name, delete_original=True
+        )
+
+    async def _bulk_transfer(
+        self,
+        storage_id: str,
+        object_ids: Sequence[str],
+        object_type: str,
+        format_name: str,
+        *,
+        delete_original: bool,
+    ) -> str:
+        if not object_ids:
+            raise ValueError("a transfer needs at least one object id")
+        body = {
+            "object_ids": list(object_ids),
+            "object_type": object_type,
+            "format_name": format_name,
+            "delete_original": delete_original,
+        }
+        created = await self._client.send_model(
+            "POST", f"/API/files/v1/storages/{_segment(storage_id)}/bulk/", _JobCreated, json=body
+        )
+        return created.job_id
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> IconikJob:
+        """One job's current state."""
+        return await self._client.get_model(f"/API/jobs/v1/jobs/{_segment(job_id)}/", IconikJob)
+
+    async def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_JOB_TIMEOUT,  # noqa: ASYNC109 - counted in polls, not a deadline on one await
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> IconikJob:
+        """Poll until the job is terminal and return it (check `succeeded`); IconikJobTimeout if not.
+
+        Time waited is the larger of the connector's clock and the sum of the poll sleeps, so a
+        fake `sleep` in tests still reaches the timeout.
+        """
+        if poll_interval <= 0 or timeout < 0:
+            raise ValueError("poll_interval must be > 0 and timeout >= 0")
+        pause = sleep or self._sleep
+        started = self._monotonic()
+        slept = 0.0
+        while True:
+            job = await self.get_job(job_id)
+            if job.is_terminal:
+                return job
+            waited = max(self._monotonic() - started, slept)
+            if waited + poll_interval > timeout:
+                raise IconikJobTimeout(job, waited=waited)
+            await pause(poll_interval)
+            slept += poll_interval
+
+    # -- approvals -----------------------------------------------------------------------------
+
+    async def get_approvals(
+        self, object_id: str, *, object_type: ObjectType = "assets"
+    ) -> list[IconikApproval]:
+        """Every user's approval of the object."""
+        return [
+            approval
+            async for approval in self._paged(
+                f"/API/assets/v1/{object_type}/{_segment(object_id)}/approvals/", IconikApproval
+            )
+        ]
+
+    async def set_approval(
+        self, object_id: str, status: IconikApprovalStatus, *, object_type: ObjectType = "assets"
+    ) -> IconikApproval:
+        """Record our (the token user's) approval status for the object."""
+        return await self._client.send_model(
+            "PUT",
+            f"/API/assets/v1/{object_type}/{_segment(object_id)}/approvals/",
+            IconikApproval,
+            json={"status": str(status)},
+        )
+
+    # -- collections ---------------------------------------------------------------------------
+
+    async def get_collection(self, collection_id: str) -> IconikCollection:
+        """One collection."""
+        return await self._client.get_model(
+            f"/API/assets/v1/collections/{_segment(collection_id)}/", IconikCollection
+        )
+
+    async def collection_contents(
+        self, collection_id: str, *, per_page: int = DEFAULT_PER_PAGE
+    ) -> AsyncIterator[IconikCollectionItem]:
+        """Every asset and sub-collection in a collection."""
+        async for item in self._paged(
+            f"/API/assets/v1/collections/{_segment(collection_id)}/contents/",
+            IconikCollectionItem,
+            {"per_page": per_page},
+        ):
+            yield item
+
+    async def add_to_collection(
+        self, collection_id: str, object_id: str, *, object_type: ObjectType = "assets"
+    ) -> None:
+        """Add an asset (or collection) to a collection."""
+        await self._client.request(
+            "POST",
+            f"/API/assets/v1/collections/{_segment(collection_id)}/contents/",
+            json={"object_id": object_id, "object_type": object_type},
+        )
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    async def register_webhook(
+        self,
+        url: str,
+        *,
+        event_type: str,
+        headers: Mapping[str, str],
+        realm: str | None = None,
+        operation: str | None = None,
+        name: str | None = None,
+    ) -> IconikWebhook:
+        """Register an enabled webhook; `headers` (our secret header) come back on every delivery."""
+        body: dict[str, Any] = {
+            "url": url,
+            "event_type": event_type,
+            "status": "ENABLED",
+            "headers": dict(headers),
+        }
+        for key, value in (("realm", realm), ("operation", operation), ("name", name)):
+            if value is not None:
+                body[key] = value
+        return await self._client.send_model(
+            "POST", "/API/notifications/v1/webhooks/", IconikWebhook, json=body
+        )
+
+    async def list_webhooks(self) -> list[IconikWebhook]:
+        """Every webhook registered in the domain."""
+        return (await self._client.get_model("/API/notifications/v1/webhooks/", _Webhooks)).objects
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        """Remove a webhook."""
+        await self._client.request("DELETE", f"/API/notifications/v1/webhooks/{_segment(webhook_id)}/")
+
+
+class _DownloadUrl(_IconikModel):
+    url: str

@@ -29,6 +29,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.policy import PolicyRule, PolicySet, StaticDirectory
+from connectors.canto import CantoSettings
+from connectors.confluence import ConfluenceSettings
+from connectors.iconik import IconikSettings
+from connectors.opentext import OpenTextSettings
 
 __all__ = [
     "ConfigError",
@@ -109,10 +113,10 @@ class EnvironmentConfig(_Strict):
 
     description: str = ""
     production: bool = False
-    opentext: dict[str, Any] | None = None
-    canto: dict[str, Any] | None = None
-    iconik: dict[str, Any] | None = None
-    confluence: dict[str, Any] | None = None
+    opentext: OpenTextSettings | None = None
+    canto: CantoSettings | None = None
+    iconik: IconikSettings | None = None
+    confluence: ConfluenceSettings | None = None
 
 
 class SolutionConfig(_Strict):

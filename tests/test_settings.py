@@ -54,7 +54,9 @@ def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> li
 def test_example_config_is_valid_when_its_variables_are_set():
     config = load_config(EXAMPLE, env=EXAMPLE_ENV)
     assert set(config.environments) == {"test", "prod"}
-    assert config.environments["test"].opentext["client_secret"] == "x"
+    opentext = config.environments["test"].opentext
+    assert opentext is not None and opentext.client_secret is not None
+    assert opentext.client_secret.get_secret_value() == "x"
 
 
 def test_min_approvals_below_one_names_the_key_path(tmp_path):
@@ -81,13 +83,14 @@ def test_literal_secret_in_the_file_is_refused(tmp_path):
 
 
 def test_references_expand_from_the_environment_with_defaults(tmp_path):
-    text = "environments:\n  prod:\n    canto: {base_url: '${CANTO_URL:-https://x.canto.com}', app_secret: '${S}'}\n"
-    config = load_config(write(tmp_path, text), env={"S": "from-env"})
-    assert config.environments["prod"].canto == {"base_url": "https://x.canto.com", "app_secret": "from-env"}
+    text = "environments:\n  prod:\n    canto: {base_url: '${CANTO_URL:-https://x.canto.com}', app_id: a, app_secret: '${S}'}\n"
+    canto = load_config(write(tmp_path, text), env={"S": "from-env"}).environments["prod"].canto
+    assert canto is not None and canto.base_url == "https://x.canto.com"
+    assert canto.app_secret.get_secret_value() == "from-env"
 
 
 def test_unset_variable_is_named(tmp_path):
-    text = "environments:\n  prod:\n    iconik: {auth_token: '${ICONIK_TOKEN}'}\n"
+    text = "environments:\n  prod:\n    iconik: {app_id: a, auth_token: '${ICONIK_TOKEN}'}\n"
     assert problems(tmp_path, text) == [
         "environments.prod.iconik.auth_token: environment variable ICONIK_TOKEN is not set"
     ]

@@ -237,28 +237,36 @@ def audit_export(
 # ------------------------------------------------------------------ processes
 
 
-async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool) -> None:
-    from bot.web import create_web_app
-    from bot.worker import Worker
+async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool, socket_mode: bool) -> None:
+    from bot.service import build_service
+    from bot.socket_mode import SocketModeRunner
+    from bot.wiring import build_workflows
 
-    metrics = Metrics()
-    deps = await Deps.open(settings, config)
-    app = create_web_app(deps, metrics)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=8.0)
+    workflows, registry = build_workflows(settings, config)
+    service = await build_service(settings, config, workflows=workflows)
+    runner = web.AppRunner(service.web, handle_signals=False, shutdown_timeout=5.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    worker = Worker(deps, metrics) if with_worker else None
-    if worker:
-        worker.start()
-    log.info("opsgate serving", extra={"host": settings.host, "port": settings.port, "worker": with_worker})
+    service.runtime.start_loops(with_scheduler=with_worker)
+    socket: SocketModeRunner | None = None
+    if socket_mode:
+        if settings.slack_app_token is None:
+            raise click.UsageError("Socket Mode needs SLACK_APP_TOKEN (an xapp- token).")
+        socket = SocketModeRunner(service.bolt, settings.slack_app_token.get_secret_value())
+        await socket.start()
+    log.info("opsgate serving", extra={"host": settings.host, "port": settings.port, "worker": with_worker,
+                                       "socket_mode": socket_mode})  # fmt: skip
     click.echo(f"opsgate listening on http://{settings.host}:{settings.port} (Ctrl-C to stop)", err=True)
     await _wait_for_stop_signal()
     log.info("shutting down")
-    if worker:
-        await worker.stop()
+    if socket:
+        await socket.stop()
+    # Stop accepting, let in-flight acknowledgements finish, then stop loops; unfinished jobs keep
+    # their lease and are claimed again by the next process.
     await runner.cleanup()
-    await deps.close()
+    await service.stop(timeout=3.0)
+    await registry.aclose()
 
 
 async def _wait_for_stop_signal() -> None:
@@ -292,33 +300,30 @@ def serve(
         settings.host = host
     config = cli.config()
     configure_logging(settings.log_level, settings.log_format)
-    if socket_mode:
-        raise click.UsageError("Socket Mode arrives with the Slack app; run without --socket for now.")
-    run(
-        lambda: _serve(
-            settings, config, with_worker=settings.is_sqlite if with_worker is None else with_worker
-        )
-    )
+    socket_mode = socket_mode or settings.slack_app_token is not None
+    worker_in_process = settings.is_sqlite if with_worker is None else with_worker
+    run(lambda: _serve(settings, config, with_worker=worker_in_process, socket_mode=socket_mode))
 
 
 @main.command()
 @pass_ctx
 def worker(cli: CliContext) -> None:
-    """Run scheduled duties (expiry sweeps; outbox and jobs as they land) without serving HTTP."""
-    from bot.worker import Worker
-
+    """Run jobs, outbox delivery and the scheduler without serving HTTP."""
     settings = cli.settings
     config = cli.config()
     configure_logging(settings.log_level, settings.log_format)
 
     async def go() -> None:
-        deps = await Deps.open(settings, config)
-        duty = Worker(deps, Metrics())
-        duty.start()
+        from bot.service import build_service
+        from bot.wiring import build_workflows
+
+        workflows, registry = build_workflows(settings, config)
+        service = await build_service(settings, config, workflows=workflows)
+        service.runtime.start_loops(with_scheduler=True)
         click.echo("opsgate worker running (Ctrl-C to stop)", err=True)
         await _wait_for_stop_signal()
-        await duty.stop()
-        await deps.close()
+        await service.stop(timeout=8.0)
+        await registry.aclose()
 
     run(go)
 

@@ -31,13 +31,17 @@ __all__ = ["DeliveryReport", "Outbox", "OutboxDelivery"]
 
 log = logging.getLogger("opsgate.outbox")
 
-METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral", "views.publish", "response_url"})
+METHODS = frozenset(
+    {"chat.postMessage", "chat.update", "chat.postEphemeral", "views.publish", "response_url"}
+)
 LEASE = timedelta(seconds=60)
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 300.0
 RETRY_AFTER_CAP = 120.0
 # Slack errors worth retrying even though the call "succeeded" at the HTTP level.
-TRANSIENT_SLACK_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+TRANSIENT_SLACK_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
 
 
 class Outbox:
@@ -73,14 +77,16 @@ class Outbox:
         }
         dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(OutboxMessage).values(**values).returning(OutboxMessage.id)
+        statement = insert(OutboxMessage).values(**values)
         if dedup_key is not None:
             statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
-        return await session.scalar(statement)
+        return await session.scalar(statement.returning(OutboxMessage.id))
 
     async def result_of(self, session: AsyncSession, dedup_key: str) -> dict[str, Any] | None:
         row = await session.scalar(
-            select(OutboxMessage.result).where(OutboxMessage.dedup_key == dedup_key, OutboxMessage.status == "sent")
+            select(OutboxMessage.result).where(
+                OutboxMessage.dedup_key == dedup_key, OutboxMessage.status == "sent"
+            )
         )
         return row
 
@@ -150,14 +156,18 @@ class OutboxDelivery:
                 continue
             wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            _, pending = await asyncio.wait(waiters, timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+            _, pending = await asyncio.wait(
+                waiters, timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiter in waiters:
                 waiter.cancel()
 
     async def pending_count(self) -> int:
         async with self._sessions() as session:
             count = await session.scalar(
-                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status.in_(["pending", "sending"]))
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.status.in_(["pending", "sending"]))
             )
             return int(count or 0)
 
@@ -233,7 +243,9 @@ class OutboxDelivery:
             status = exc.response.status_code
             error = str(exc.response.get("error", ""))
             if status == 429 or error == "ratelimited":
-                raise _Retry(self._retry_after(exc.response.headers), "rate limited", rate_limited=True) from exc
+                raise _Retry(
+                    self._retry_after(exc.response.headers), "rate limited", rate_limited=True
+                ) from exc
             if status >= 500 or error in TRANSIENT_SLACK_ERRORS:
                 raise _Retry(-1, f"Slack answered {status} {error}") from exc
             raise
@@ -283,22 +295,38 @@ class OutboxDelivery:
 
     async def _reschedule(self, row: OutboxMessage, delay: float, reason: str) -> None:
         if delay < 0:  # exponential backoff with full jitter
-            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** min(row.attempts - 1, 16)) * (0.5 + self._jitter() / 2)
+            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** min(row.attempts - 1, 16)) * (
+                0.5 + self._jitter() / 2
+            )
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == row.id, OutboxMessage.status == "sending")
-                .values(status="pending", next_attempt_at=self._clock() + timedelta(seconds=delay), last_error=reason)
+                .values(
+                    status="pending",
+                    next_attempt_at=self._clock() + timedelta(seconds=delay),
+                    last_error=reason,
+                )
             )
 
     async def _finish(
-        self, row: OutboxMessage, status: str, *, result: dict[str, Any] | None = None, error: str | None = None
+        self,
+        row: OutboxMessage,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
     ) -> None:
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == row.id)
-                .values(status=status, result=result, last_error=error, sent_at=self._clock() if status == "sent" else None)
+                .values(
+                    status=status,
+                    result=result,
+                    last_error=error,
+                    sent_at=self._clock() if status == "sent" else None,
+                )
             )
             if status == "sent" and result and row.dedup_key and row.dedup_key.startswith("approval:"):
                 # Remember where the approval message lives so later updates can find it.

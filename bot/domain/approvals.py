@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,9 +44,21 @@ from bot.domain.requests import (
     system_clock,
 )
 
-__all__ = ["ApprovalEngine", "ApprovalOutcome"]
+__all__ = ["ApprovalEngine", "ApprovalOutcome", "TransitionObserver"]
 
 SYSTEM_ACTOR = "opsgate"
+
+
+class TransitionObserver(Protocol):
+    """Told of every transition inside its transaction, so what it queues commits atomically with it.
+
+    The Slack layer implements this to queue message updates, DMs and execution jobs; whatever it
+    raises rolls the transition back.
+    """
+
+    async def on_transition(
+        self, session: AsyncSession, request: ChangeRequest, *, event: str, actor: str
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,9 @@ class ApprovalEngine:
         fingerprinter: Fingerprinter,
         *,
         clock: Clock = system_clock,
+        observer: TransitionObserver | None = None,
     ) -> None:
+        self.observer = observer
         self._sessions = sessions
         self.policies = policies
         self._directory = directory
@@ -722,6 +736,10 @@ class ApprovalEngine:
             ),
             self._fingerprinter,
         )
+        if self.observer is not None:
+            await self.observer.on_transition(
+                session, await self._view(session, row), event=action, actor=actor
+            )
 
     async def _view(self, session: AsyncSession, row: ChangeRequestRow) -> ChangeRequest:
         approvals = (

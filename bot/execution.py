@@ -1,0 +1,138 @@
+"""Runs approved requests through their workflow inside a persisted, resumable job.
+
+The job is unique per request (`execute:<ID>`), `start_execution` is a compare-and-set, and each
+workflow step is recorded before its side effect, so a crash or restart resumes the same run
+instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.announcer import SlackAnnouncer
+from bot.domain.approvals import ApprovalEngine
+from bot.domain.errors import InvalidTransition, RequestExpired
+from bot.domain.policy import Action
+from bot.domain.requests import ChangeRequest, RequestStatus
+from bot.jobs import JobContext, PermanentJobError
+from commands.workflow import ExecutionResult, Workflow, WorkflowFailed
+
+__all__ = ["FailureHook", "RequestExecutor", "SlackProgress"]
+
+log = logging.getLogger("opsgate.execution")
+
+FailureHook = Callable[[ChangeRequest, WorkflowFailed], Awaitable[None]]
+
+
+class SlackProgress:
+    """ProgressReporter that posts each step as a thread reply under the approval message."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], announcer: SlackAnnouncer, request: ChangeRequest
+    ):
+        self._sessions = sessions
+        self._announcer = announcer
+        self._request = request
+        self.steps: list[str] = []
+
+    async def step(self, name: str, detail: str = "", *, ok: bool | None = None) -> None:
+        self.steps.append(name)
+        async with self._sessions() as session, session.begin():
+            await self._announcer.thread_reply(session, self._request, step=name, detail=detail, ok=ok)
+        if self._announcer.delivery_wake is not None:
+            self._announcer.delivery_wake.set()
+
+
+class _JobExecutionContext:
+    """ExecutionContext backed by the job row; workflow state lives under payload["state"]."""
+
+    def __init__(self, job: JobContext, progress: SlackProgress) -> None:
+        self._job = job
+        self._progress = progress
+        self._state: dict[str, Any] = dict(job.payload.get("state", {}))
+
+    @property
+    def step(self) -> str | None:
+        step = self._job.step
+        return None if step in (None, "started") else step
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self._state
+
+    @property
+    def attempt(self) -> int:
+        return self._job.attempt
+
+    @property
+    def progress(self) -> SlackProgress:
+        return self._progress
+
+    async def record_step(self, step: str, **state: Any) -> None:
+        self._state.update(state)
+        await self._job.record_step(step, state=self._state)
+
+
+class RequestExecutor:
+    """The job handler for `request.execute`."""
+
+    def __init__(
+        self,
+        engine: ApprovalEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        announcer: SlackAnnouncer,
+        workflows: Mapping[Action, Workflow],
+        *,
+        on_failure: FailureHook | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._announcer = announcer
+        self.workflows = dict(workflows)
+        self._on_failure = on_failure
+
+    async def __call__(self, job: JobContext) -> None:
+        ref = str(job.payload["ref"])
+        request = await self._engine.get(ref)
+        if request.is_terminal:
+            return  # finished in an earlier run; nothing to redo
+        if request.status is RequestStatus.APPROVED:
+            try:
+                request = await self._engine.start_execution(ref)
+            except RequestExpired as exc:
+                raise PermanentJobError(str(exc)) from exc
+            except InvalidTransition:
+                request = await self._engine.get(ref)
+                if request.status is not RequestStatus.EXECUTING:
+                    raise
+            await job.record_step("started")
+        elif request.status is not RequestStatus.EXECUTING:
+            # Approved state was lost (policy tightened, window closed...): retry later.
+            raise InvalidTransition(f"{ref} is {request.status.value}; waiting to be startable")
+        workflow = self.workflows.get(request.action)
+        if workflow is None:
+            await self._engine.fail(
+                ref, reason=f"No workflow is configured for {request.action.value} requests."
+            )
+            return
+        progress = SlackProgress(self._sessions, self._announcer, request)
+        try:
+            outcome: ExecutionResult = await workflow.execute(request, _JobExecutionContext(job, progress))
+        except WorkflowFailed as failure:
+            if failure.retryable and job.attempt < 3:
+                raise
+            evidence = {"step": failure.step, **failure.evidence}
+            if failure.partial:
+                evidence["succeeded_before_failure"] = failure.partial
+            failed = await self._engine.fail(ref, reason=failure.reason, evidence=evidence)
+            if self._on_failure is not None:
+                await self._on_failure(failed, failure)
+            return
+        result = dict(outcome.result)
+        if outcome.links:
+            result["links"] = dict(outcome.links)
+        await self._engine.succeed(ref, result=result, evidence=dict(outcome.evidence))

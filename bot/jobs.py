@@ -1,0 +1,273 @@
+"""Persisted jobs: work that must survive a restart, claimed with a lease so a crash frees it.
+
+A handler receives the job's payload and a `JobContext` through which it records its step; after
+a crash the next claimant sees the recorded step and continues from there. `TaskSupervisor` is
+for the few things that must happen within Slack's 3-second trigger window and are not worth
+persisting (opening a modal): it keeps references to its tasks and logs their failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import Job
+
+__all__ = ["JobContext", "JobHandler", "JobQueue", "JobRunner", "PermanentJobError", "TaskSupervisor"]
+
+log = logging.getLogger("opsgate.jobs")
+
+LEASE = timedelta(seconds=120)
+MAX_ATTEMPTS = 8
+
+
+class PermanentJobError(Exception):
+    """Retrying will not help: the job is marked failed at once."""
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    kind: str
+    attempt: int
+    step: str | None
+    payload: dict[str, Any]
+    _runner: JobRunner
+
+    async def record_step(self, step: str, **payload_updates: Any) -> None:
+        """Persist progress before doing the step's side effect, so a resume knows where it was."""
+        self.step = step
+        self.payload.update(payload_updates)
+        await self._runner.save_progress(self.job_id, step, self.payload)
+
+
+JobHandler = Callable[[JobContext], Awaitable[None]]
+
+
+class JobQueue:
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        payload: Mapping[str, Any],
+        dedup_key: str | None = None,
+        run_at: datetime | None = None,
+        request_id: int | None = None,
+    ) -> int | None:
+        """Add a job in the caller's transaction; None if `dedup_key` exists already."""
+        now = self._clock()
+        values = {
+            "kind": kind,
+            "payload": dict(payload),
+            "status": "queued",
+            "run_at": run_at or now,
+            "attempts": 0,
+            "dedup_key": dedup_key,
+            "request_id": request_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(Job).values(**values)
+        if dedup_key is not None:
+            statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
+        return await session.scalar(statement.returning(Job.id))
+
+
+class JobRunner:
+    """Claims due jobs (SKIP LOCKED on PostgreSQL), runs them concurrently, records outcomes."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        handlers: Mapping[str, JobHandler],
+        clock: Callable[[], datetime],
+        *,
+        worker_id: str = "worker",
+        concurrency: int = 16,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._sessions = sessions
+        self._handlers = dict(handlers)
+        self._clock = clock
+        self._worker_id = worker_id
+        self._concurrency = concurrency
+        self._jitter = jitter
+        self._running: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+
+    def register(self, kind: str, handler: JobHandler) -> None:
+        self._handlers[kind] = handler
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def run_due(self) -> int:
+        """Claim and start what is due; returns how many jobs were started."""
+        free = self._concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        claimed = await self._claim(free)
+        for job in claimed:
+            task = asyncio.create_task(self._run(job), name=f"job-{job.id}-{job.kind}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return len(claimed)
+
+    async def drain(self, *, max_passes: int = 100) -> None:
+        """Run until nothing is due or running (tests and one-shot tools)."""
+        for _ in range(max_passes):
+            started = await self.run_due()
+            if self._running:
+                await asyncio.gather(*list(self._running), return_exceptions=True)
+            elif not started:
+                return
+
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                started = await self.run_due()
+            except Exception:
+                log.exception("job claim failed; retrying")
+                started = 0
+            if started:
+                continue
+            self.wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+            await asyncio.wait(waiters, timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Let running jobs finish for `timeout` seconds; the rest keep their lease and are reclaimed."""
+        if self._running:
+            _, pending = await asyncio.wait(list(self._running), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def save_progress(self, job_id: int, step: str, payload: Mapping[str, Any]) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    step=step,
+                    payload=dict(payload),
+                    updated_at=self._clock(),
+                    lease_until=self._clock() + LEASE,
+                )
+            )
+
+    async def _claim(self, limit: int) -> list[Job]:
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            due = ((Job.status == "queued") & (Job.run_at <= now)) | (
+                (Job.status == "running") & (Job.lease_until <= now)
+            )
+            jobs = (
+                await session.scalars(
+                    select(Job)
+                    .where(due)
+                    .order_by(Job.run_at, Job.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for job in jobs:
+                job.status = "running"
+                job.attempts += 1
+                job.locked_by = self._worker_id
+                job.lease_until = now + LEASE
+                job.updated_at = now
+            await session.flush()
+            return list(jobs)
+
+    async def _run(self, job: Job) -> None:
+        handler = self._handlers.get(job.kind)
+        context = JobContext(job.id, job.kind, job.attempts, job.step, dict(job.payload), self)
+        try:
+            if handler is None:
+                raise PermanentJobError(f"no handler for job kind {job.kind!r}")
+            await handler(context)
+        except asyncio.CancelledError:
+            raise
+        except PermanentJobError as exc:
+            await self._finish(job.id, "failed", error=str(exc))
+            log.error("job failed permanently", extra={"job": job.id, "kind": job.kind, "error": str(exc)})
+            return
+        except Exception as exc:
+            if job.attempts >= MAX_ATTEMPTS:
+                await self._finish(job.id, "failed", error=f"{type(exc).__name__}: {exc}")
+                log.exception("job failed after %s attempts", job.attempts, extra={"job": job.id})
+                return
+            delay = min(300.0, 2.0**job.attempts) * (0.5 + self._jitter() / 2)
+            await self._retry(job.id, delay, f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "job will retry", extra={"job": job.id, "kind": job.kind, "in_seconds": round(delay, 1)}
+            )
+            return
+        await self._finish(job.id, "done")
+
+    async def _finish(self, job_id: int, status: str, *, error: str | None = None) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status=status, last_error=error, lease_until=None, updated_at=self._clock())
+            )
+
+    async def _retry(self, job_id: int, delay: float, error: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    status="queued",
+                    run_at=self._clock() + timedelta(seconds=delay),
+                    last_error=error,
+                    lease_until=None,
+                    updated_at=self._clock(),
+                )
+            )
+
+
+class TaskSupervisor:
+    """Runs fire-and-forget coroutines while keeping references and logging failures."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception(), extra={"task": task.get_name()})
+
+    async def wait(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    def __len__(self) -> int:
+        return len(self._tasks)

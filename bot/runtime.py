@@ -1,0 +1,160 @@
+"""Assembles one process: database, engine, outbox, jobs, Slack app, loops; and stops it cleanly.
+
+`serve` and `worker` both build a Runtime. Loops that claim rows (outbox delivery, jobs) are safe
+in several processes; the scheduler runs where `with_scheduler` is set (the worker, or `serve`
+on SQLite where there is only one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.announcer import EXECUTE_JOB, SlackAnnouncer
+from bot.deps import Deps
+from bot.directory import SlackDirectory
+from bot.domain.policy import Action
+from bot.domain.requests import Clock, system_clock
+from bot.execution import FailureHook, RequestExecutor
+from bot.jobs import JobHandler, JobQueue, JobRunner, TaskSupervisor
+from bot.metrics import Metrics
+from bot.outbox import Outbox, OutboxDelivery
+from bot.settings import OpsgateConfig, Settings
+from commands.workflow import Workflow
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("opsgate.runtime")
+
+
+@dataclass
+class Runtime:
+    deps: Deps
+    slack: AsyncWebClient
+    outbox: Outbox
+    jobs: JobQueue
+    runner: JobRunner
+    delivery: OutboxDelivery
+    announcer: SlackAnnouncer
+    executor: RequestExecutor
+    supervisor: TaskSupervisor
+    http: httpx.AsyncClient
+    metrics: Metrics
+    delivery_wake: asyncio.Event
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    extras: dict[str, Any] = field(default_factory=dict)
+    _loops: list[asyncio.Task[None]] = field(default_factory=list)
+    _scheduler: AsyncIOScheduler | None = None
+
+    @classmethod
+    async def build(
+        cls,
+        settings: Settings,
+        config: OpsgateConfig,
+        *,
+        clock: Clock = system_clock,
+        workflows: Mapping[Action, Workflow] | None = None,
+        on_failure: FailureHook | None = None,
+        metrics: Metrics | None = None,
+        engine_kwargs: dict[str, Any] | None = None,
+        migrate: bool | None = None,
+    ) -> Runtime:
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+        slack = AsyncWebClient(token=token, base_url=settings.slack_api_url)
+        deps = await Deps.open(settings, config, clock=clock, engine_kwargs=engine_kwargs, migrate=migrate)
+        deps.directory = SlackDirectory(slack, config.static_directory())
+        deps.approvals._directory = deps.directory
+        outbox = Outbox(clock)
+        jobs = JobQueue(clock)
+        announcer = SlackAnnouncer(config, outbox, jobs, clock)
+        deps.approvals.observer = announcer
+        wake = asyncio.Event()
+        announcer.delivery_wake = wake
+        http = httpx.AsyncClient(timeout=10)
+        worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        executor = RequestExecutor(
+            deps.approvals, deps.sessions, announcer, workflows or {}, on_failure=on_failure
+        )
+        runner = JobRunner(deps.sessions, {EXECUTE_JOB: executor}, clock, worker_id=worker_id)
+        delivery = OutboxDelivery(deps.sessions, slack, clock, http=http, worker_id=worker_id)
+        return cls(
+            deps=deps,
+            slack=slack,
+            outbox=outbox,
+            jobs=jobs,
+            runner=runner,
+            delivery=delivery,
+            announcer=announcer,
+            executor=executor,
+            supervisor=TaskSupervisor(),
+            http=http,
+            metrics=metrics or Metrics(),
+            delivery_wake=wake,
+        )
+
+    def register_job(self, kind: str, handler: JobHandler) -> None:
+        self.runner.register(kind, handler)
+
+    def kick(self) -> None:
+        """Something was queued: start claiming now instead of at the next idle poll."""
+        self.runner.wake.set()
+        self.delivery_wake.set()
+
+    # -------------------------------------------------------------- loops
+
+    def start_loops(self, *, with_scheduler: bool, sweep_seconds: float = 30.0) -> None:
+        self._loops.append(
+            asyncio.create_task(self.delivery.run(self.stop_event, self.delivery_wake), name="outbox")
+        )
+        self._loops.append(asyncio.create_task(self.runner.run(self.stop_event), name="jobs"))
+        if with_scheduler:
+            scheduler = AsyncIOScheduler(timezone="UTC")
+            scheduler.add_job(self.expire_and_remind, "interval", seconds=sweep_seconds, id="expire_and_remind",
+                              max_instances=1, coalesce=True)  # fmt: skip
+            scheduler.start()
+            self._scheduler = scheduler
+
+    def add_scheduled(self, func: Any, *, seconds: float, name: str) -> None:
+        if self._scheduler is not None:
+            self._scheduler.add_job(
+                func, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
+            )
+
+    async def expire_and_remind(self) -> None:
+        try:
+            expired = await self.deps.approvals.expire_due()
+            self.metrics.requests_expired.inc(len(expired))
+            for request in await self.deps.approvals.due_reminders():
+                async with self.deps.sessions() as session, session.begin():
+                    await self.announcer.thread_reply(
+                        session,
+                        request,
+                        step="Reminder: still waiting for approval",
+                        detail=f"{len(request.valid_approvals)} of {request.policy.min_approvals} approvals so far; "
+                        f"approvers: {request.policy.approvers.describe()}",
+                    )
+            self.kick()
+        except Exception:
+            log.exception("expiry/reminder sweep failed; it will run again")
+
+    async def stop(self, *, timeout: float = 8.0) -> None:
+        """Stop claiming, let running jobs finish within `timeout`, leave the rest claimable."""
+        self.stop_event.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        await self.supervisor.wait(timeout=min(2.0, timeout))
+        await self.runner.shutdown(timeout=timeout)
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.http.aclose()
+        await self.deps.close()

@@ -21,9 +21,7 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from bot.db.engine import create_engine
-from bot.deps import Deps
 from bot.logs import configure_logging
-from bot.metrics import Metrics
 from bot.settings import ConfigError, OpsgateConfig, Settings, load_config
 
 __all__ = ["main"]

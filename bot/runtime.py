@@ -25,7 +25,7 @@ from bot.directory import SlackDirectory
 from bot.domain.policy import Action
 from bot.domain.requests import Clock, system_clock
 from bot.execution import FailureHook, RequestExecutor
-from bot.jobs import JobHandler, JobQueue, JobRunner, TaskSupervisor
+from bot.jobs import JobHandler, JobIntake, JobQueue, JobRunner, TaskSupervisor
 from bot.metrics import Metrics
 from bot.outbox import Outbox, OutboxDelivery
 from bot.settings import OpsgateConfig, Settings
@@ -50,6 +50,7 @@ class Runtime:
     http: httpx.AsyncClient
     metrics: Metrics
     delivery_wake: asyncio.Event
+    intake: JobIntake
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
@@ -99,6 +100,7 @@ class Runtime:
             http=http,
             metrics=metrics or Metrics(),
             delivery_wake=wake,
+            intake=JobIntake(deps.sessions, jobs),
         )
 
     def register_job(self, kind: str, handler: JobHandler) -> None:

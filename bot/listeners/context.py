@@ -25,7 +25,6 @@ class SlackContext:
 
     async def enqueue(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None) -> int | None:
         """Persist the work, then wake the runner: the ack only waits for this insert."""
-        async with self.runtime.deps.sessions() as session, session.begin():
-            job_id = await self.runtime.jobs.enqueue(session, kind=kind, payload=payload, dedup_key=dedup_key)
+        job_id = await self.runtime.intake.submit(kind, payload, dedup_key=dedup_key)
         self.runtime.runner.wake.set()
         return job_id

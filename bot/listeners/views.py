@@ -49,24 +49,27 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
         (ViewId.NEW_ROTATION.value, "rotation"),
         (ViewId.NEW_RELEASE.value, "release"),
     ):
+        app.view(callback_id)(_new_request_listener(ctx, kind))
 
-        @app.view(callback_id)
-        async def new_request(
-            ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], kind: str = kind
-        ) -> None:
-            values = view.get("state", {}).get("values", {})
-            fields, errors = validate_new_request_submission(kind, values)
-            if errors:
-                await ack(response_action="errors", errors=errors)
-                return
-            metadata = NewRequestModalMetadata.model_validate_json(
-                view.get("private_metadata") or '{"kind": "promotion"}'
-            )
-            user = str((body.get("user") or {}).get("id"))
-            await ctx.enqueue(
-                INTERACTION_JOB,
-                {"kind": "new_request", "request_kind": kind, "fields": fields, "user_id": user,
-                 "channel_id": metadata.channel_id, "view_id": view.get("id")},
-                dedup_key=f"view:{view.get('id')}",
-            )  # fmt: skip
-            await ack()
+
+def _new_request_listener(ctx: SlackContext, kind: str) -> Any:
+    # bolt injects listener arguments by name, so the kind is bound in a closure, not a default.
+    async def new_request(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view.get("state", {}).get("values", {})
+        fields, errors = validate_new_request_submission(kind, values)  # type: ignore[arg-type]
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        metadata = NewRequestModalMetadata.model_validate_json(
+            view.get("private_metadata") or '{"kind": "promotion"}'
+        )
+        user = str((body.get("user") or {}).get("id"))
+        await ctx.enqueue(
+            INTERACTION_JOB,
+            {"kind": "new_request", "request_kind": kind, "fields": fields, "user_id": user,
+             "channel_id": metadata.channel_id, "view_id": view.get("id")},
+            dedup_key=f"view:{view.get('id')}",
+        )  # fmt: skip
+        await ack()
+
+    return new_request

@@ -9,8 +9,8 @@ Pure and Slack-free. Grammar (command names are configurable, so usage lines tak
 
 `--emergency "reason"` or `--emergency=reason` may appear anywhere in promote, rotate, release and
 `/ops rollback`. Words may be quoted with "double" or 'single' quotes (and the curly quotes Slack
-clients send). A quote opens only at the start of a word, right after `=`, or right after a closing
-quote, so apostrophes inside words ("can't") need no quoting. Text Slack escaped (&amp; &lt; &gt;)
+clients send). A quote opens only at the start of a word, right after `=`, `=~` or `!~`, or right
+after a closing quote, so apostrophes inside words ("can't") need no quoting. Text Slack escaped (&amp; &lt; &gt;)
 is unescaped first. Empty text asks for the modal (`OpenModal`).
 """
 
@@ -241,9 +241,10 @@ def _split(text: str, usage: str) -> list[_Word]:
         chars: list[str] = []
         bare: str | None = None
         just_closed = False
+        tail = ""  # the word's last two characters: a quote opens after =, =~ or !~
         while i < n and not text[i].isspace():
             char = text[i]
-            if char in _QUOTES and (not chars or chars[-1] == "=" or just_closed):
+            if char in _QUOTES and (not chars or just_closed or tail[-1:] == "=" or tail in ("=~", "!~")):
                 end = text.find(char, i + 1)
                 if end < 0:
                     raise UsageError(
@@ -252,10 +253,12 @@ def _split(text: str, usage: str) -> list[_Word]:
                 if bare is None:
                     bare = "".join(chars)
                 chars.append(text[i + 1 : end])
+                tail = (tail + text[i + 1 : end])[-2:]
                 i = end + 1
                 just_closed = True
                 continue
             chars.append(char)
+            tail = (tail + char)[-2:]
             just_closed = False
             i += 1
         joined = "".join(chars)

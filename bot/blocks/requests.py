@@ -82,11 +82,11 @@ _TARGET_LABEL: Mapping[Action, str] = {
 
 # Parameters already shown in the header and the fields; the rest go under "Parameters".
 _SHOWN_PARAMETERS: Mapping[Action, frozenset[str]] = {
-    Action.PROMOTION: frozenset({"artifact", "version", "from_env", "to_env"}),
-    Action.ROTATION: frozenset({"credential"}),
-    Action.RELEASE: frozenset({"asset", "destination"}),
-    Action.ARCHIVE: frozenset(),
-    Action.ONBOARDING: frozenset(),
+    Action.PROMOTION: frozenset({"artifact", "version", "from_env", "to_env", "environment"}),
+    Action.ROTATION: frozenset({"credential", "environment"}),
+    Action.RELEASE: frozenset({"asset", "destination", "environment"}),
+    Action.ARCHIVE: frozenset({"environment"}),
+    Action.ONBOARDING: frozenset({"environment"}),
 }
 
 _SECTION_TEXT = 3000
@@ -270,8 +270,8 @@ def _preview(preview: Mapping[str, Any]) -> SectionBlock | None:
     diff = preview.get("diff")
     if isinstance(diff, str):
         diff = diff.splitlines()
-    if isinstance(diff, list | tuple) and diff:
-        budget = _SECTION_TEXT - len(text) - len("*Preview*\n") - 2
+    budget = _SECTION_TEXT - len(text) - len("*Preview*\n") - 2
+    if isinstance(diff, list | tuple) and diff and budget >= 100:
         text += ("\n" if text else "") + code_block([str(line) for line in diff], budget)
     if not text:
         return None

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.blocks.modals import build_new_request_modal
+from bot.blocks.modals import build_new_request_modal, build_options
+from bot.ids import ActionId
 from bot.listeners.context import COMMAND_JOB, SlackContext
 from bot.payloads import NewRequestModalMetadata
 from commands.parsing import OpenModal, UsageError, parse_command, usage_for
@@ -22,13 +24,16 @@ __all__ = ["HELP_TEXT", "register"]
 
 log = logging.getLogger("opsgate.slack.commands")
 
-KINDS = {"promote": "promotion", "rotate": "rotation", "release": "release"}
+CommandName = Literal["promote", "rotate", "release", "ops"]
+RequestKind = Literal["promotion", "rotation", "release"]
+KINDS: dict[str, RequestKind] = {"promote": "promotion", "rotate": "rotation", "release": "release"}
+COMMANDS: tuple[CommandName, ...] = ("promote", "rotate", "release", "ops")
 
 
 def help_text(ctx: SlackContext) -> str:
-    names = {name: ctx.config.slack.command(name) for name in ("promote", "rotate", "release", "ops")}
+    names = {name: ctx.config.slack.command(name) for name in COMMANDS}
     lines = ["*opsgate* governs risky changes. Commands:"]
-    for name in ("promote", "rotate", "release", "ops"):
+    for name in COMMANDS:
         lines.append(f"• `{usage_for(name, command=names[name])}`")
     lines.append('Add `--emergency "reason"` to use break-glass where a policy allows it.')
     return "\n".join(lines)
@@ -38,8 +43,9 @@ HELP_TEXT = help_text
 
 
 def register(app: AsyncApp, ctx: SlackContext) -> None:
-    for name in ("promote", "rotate", "release", "ops"):
+    for name in COMMANDS:
         app.command(ctx.config.slack.command(name))(_listener(name, ctx))
+    _register_option_sources(app, ctx)
 
     @app.command(re.compile(".*"))
     async def unknown(ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -49,7 +55,26 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
         )
 
 
-def _listener(name: str, ctx: SlackContext) -> Any:
+def _register_option_sources(app: AsyncApp, ctx: SlackContext) -> None:
+    """Suggestions for selects too long for a static list (more than 100 choices)."""
+    sources: dict[ActionId, Callable[[], list[str]]] = {
+        ActionId.ARTIFACT_SELECT: lambda: sorted({a for s in ctx.config.solutions for a in s.artifacts}),
+        ActionId.CREDENTIAL_SELECT: lambda: list(ctx.extras.get("credential_names", ())),
+        ActionId.DESTINATION_SELECT: lambda: [d.name for d in getattr(ctx.config, "destinations", [])],
+    }
+    for action_id, choices in sources.items():
+        app.options(action_id.value)(_suggestions(choices))
+
+
+def _suggestions(choices: Callable[[], list[str]]) -> Any:
+    async def suggest(ack: AsyncAck, payload: dict[str, Any]) -> None:
+        options = build_options(str(payload.get("value") or ""), choices())
+        await ack(options=[o.to_dict() for o in options])
+
+    return suggest
+
+
+def _listener(name: CommandName, ctx: SlackContext) -> Any:
     slash = ctx.config.slack.command(name)
 
     async def on_command(ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -89,7 +114,7 @@ def _listener(name: str, ctx: SlackContext) -> Any:
     return on_command
 
 
-async def _open_modal(ctx: SlackContext, name: str, command: dict[str, Any]) -> None:
+async def _open_modal(ctx: SlackContext, name: CommandName, command: dict[str, Any]) -> None:
     kind = KINDS[name]
     view = build_new_request_modal(
         kind,

@@ -47,3 +47,25 @@ async def test_promote_without_arguments_opens_a_modal_that_validates_inline(bot
     await bot.settle()
     [message] = bot.channel()
     assert "PRM-1" in message.text and "orders-api" in message.text
+
+
+async def test_long_selects_get_suggestions_from_the_options_endpoint(bot):
+    import json
+    import time
+    import urllib.parse
+
+    import httpx
+
+    from bot.slack_signature import sign
+    from .conftest import SIGNING_SECRET
+
+    payload = {"type": "block_suggestion", "action_id": ActionId.ARTIFACT_SELECT.value, "block_id": BlockId.ARTIFACT.value,
+               "value": "ord", "team": {"id": "T0001"}, "user": {"id": "U_REQ"}, "view": {"id": "V1", "type": "modal"}}  # fmt: skip
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)})
+    ts = int(time.time())
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": str(ts),
+               "X-Slack-Signature": sign(SIGNING_SECRET, ts, body.encode())}  # fmt: skip
+    async with httpx.AsyncClient() as client:
+        response = await client.post(bot.driver.bot_url, content=body, headers=headers)
+    assert response.status_code == 200
+    assert [o["value"] for o in response.json()["options"]] == ["orders-api"]

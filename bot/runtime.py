@@ -26,6 +26,7 @@ from bot.domain.policy import Action
 from bot.domain.requests import Clock, system_clock
 from bot.execution import FailureHook, RequestExecutor
 from bot.jobs import JobHandler, JobIntake, JobQueue, JobRunner, TaskSupervisor
+from bot.leader import SchedulerLeadership
 from bot.metrics import Metrics
 from bot.outbox import Outbox, OutboxDelivery
 from bot.settings import OpsgateConfig, Settings
@@ -55,6 +56,8 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _scheduler: AsyncIOScheduler | None = None
+    _scheduled: list[tuple[Any, float, str]] = field(default_factory=list)
+    leadership: SchedulerLeadership | None = None
 
     @classmethod
     async def build(
@@ -113,23 +116,44 @@ class Runtime:
 
     # -------------------------------------------------------------- loops
 
-    def start_loops(self, *, with_scheduler: bool, sweep_seconds: float = 30.0) -> None:
+    def start_loops(
+        self, *, with_scheduler: bool, sweep_seconds: float = 30.0, leader_poll: float = 3.0
+    ) -> None:
+        """Delivery and job loops always; the scheduler only while this process leads."""
         self._loops.append(
             asyncio.create_task(self.delivery.run(self.stop_event, self.delivery_wake), name="outbox")
         )
         self._loops.append(asyncio.create_task(self.runner.run(self.stop_event), name="jobs"))
-        if with_scheduler:
-            scheduler = AsyncIOScheduler(timezone="UTC")
-            scheduler.add_job(self.expire_and_remind, "interval", seconds=sweep_seconds, id="expire_and_remind",
-                              max_instances=1, coalesce=True)  # fmt: skip
-            scheduler.start()
-            self._scheduler = scheduler
+        if not with_scheduler:
+            return
+        self._scheduled.append((self.expire_and_remind, sweep_seconds, "expire_and_remind"))
+        self.leadership = SchedulerLeadership(
+            self.deps.engine,
+            on_elected=self._start_scheduler,
+            on_lost=self._stop_scheduler,
+            poll_seconds=leader_poll,
+        )
+        self._loops.append(asyncio.create_task(self.leadership.run(self.stop_event), name="leadership"))
 
     def add_scheduled(self, func: Any, *, seconds: float, name: str) -> None:
+        """Register a periodic duty; it runs wherever the scheduler runs (the leader)."""
+        self._scheduled.append((func, seconds, name))
         if self._scheduler is not None:
             self._scheduler.add_job(
                 func, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
             )
+
+    def _start_scheduler(self) -> None:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        for func, seconds, name in self._scheduled:
+            scheduler.add_job(func, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def _stop_scheduler(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
 
     async def expire_and_remind(self) -> None:
         try:
@@ -151,8 +175,7 @@ class Runtime:
     async def stop(self, *, timeout: float = 8.0) -> None:
         """Stop claiming, let running jobs finish within `timeout`, leave the rest claimable."""
         self.stop_event.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+        self._stop_scheduler()
         await self.supervisor.wait(timeout=min(2.0, timeout))
         await self.runner.shutdown(timeout=timeout)
         for loop in self._loops:

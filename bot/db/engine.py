@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -15,6 +16,10 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
 def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
     """SQLite: WAL, busy timeout and BEGIN IMMEDIATE so writers queue instead of failing late.
 
@@ -22,6 +27,8 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
     write lock up front; a deferred transaction that reads then writes can otherwise fail with
     "database is locked" when another writer got in between.
     """
+    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30, **kwargs.get("connect_args", {})}
         engine = create_async_engine(url, echo=echo, **kwargs)

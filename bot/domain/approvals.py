@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.db.audit_log import append_event
 from bot.db.models import Approval, ChangeRequestRow, TargetLock
 from bot.db.models import Sequence as SequenceRow
-from bot.domain.audit import AuditRecord, Fingerprinter
+from bot.domain.audit import AuditRecord, Fingerprinter, canonical_json
 from bot.domain.errors import (
     BreakGlassRefused,
     InvalidTransition,
@@ -535,23 +535,48 @@ class ApprovalEngine:
             query = query.where(ChangeRequestRow.requester == requester)
         async with self._sessions() as session:
             rows = (await session.scalars(query.limit(limit).offset(offset))).all()
-            return [await self._view(session, row) for row in rows]
+            return await self._views(session, list(rows))
 
-    async def awaiting(self, approver: str, *, limit: int = 20) -> list[ChangeRequest]:
-        """Pending requests this person could approve now and has not yet approved."""
-        pending = await self.list_requests(statuses=[RequestStatus.PENDING], limit=500)
-        mine = []
-        for request in pending:
-            if request.requester == approver and not request.policy.allow_self_approval:
-                continue
-            if request.approved_by(approver):
-                continue
-            rule = self.policies.by_name(request.policy.name) or request.policy
+    async def awaiting(self, approver: str, *, limit: int = 20, offset: int = 0) -> list[ChangeRequest]:
+        """Pending requests this person could approve now and has not yet approved.
+
+        Membership is decided once per policy (not per request), and the rest is one query, so
+        App Home stays fast with a large history.
+        """
+        eligible: list[str] = []
+        self_allowed: list[str] = []
+        for rule in self.policies.rules:
             if await rule.approvers.contains(approver, self._directory):
-                mine.append(request)
-            if len(mine) >= limit:
-                break
-        return mine
+                eligible.append(rule.name)
+                if rule.allow_self_approval:
+                    self_allowed.append(rule.name)
+        if not eligible:
+            return []
+        already = (
+            select(Approval.id)
+            .where(
+                Approval.request_id == ChangeRequestRow.id,
+                Approval.approver == approver,
+                Approval.params_hash == ChangeRequestRow.params_hash,
+            )
+            .exists()
+        )
+        query = (
+            select(ChangeRequestRow)
+            .where(
+                ChangeRequestRow.status == RequestStatus.PENDING.value,
+                ChangeRequestRow.policy_name.in_(eligible),
+                ~already,
+                (ChangeRequestRow.requester != approver)
+                | ChangeRequestRow.policy_name.in_(self_allowed or [""]),
+            )
+            .order_by(ChangeRequestRow.created_at.desc(), ChangeRequestRow.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+            return await self._views(session, list(rows))
 
     async def due_reminders(self) -> list[ChangeRequest]:
         """Pending requests whose reminder time has come; each is pushed to its next reminder."""
@@ -742,9 +767,31 @@ class ApprovalEngine:
             )
 
     async def _view(self, session: AsyncSession, row: ChangeRequestRow) -> ChangeRequest:
-        approvals = (
-            await session.scalars(select(Approval).where(Approval.request_id == row.id).order_by(Approval.id))
+        return (await self._views(session, [row]))[0]
+
+    async def _views(self, session: AsyncSession, rows: list[ChangeRequestRow]) -> list[ChangeRequest]:
+        """Read models for many rows with one approvals query (no N+1)."""
+        if not rows:
+            return []
+        found = (
+            await session.scalars(
+                select(Approval).where(Approval.request_id.in_([r.id for r in rows])).order_by(Approval.id)
+            )
         ).all()
+        by_request: dict[int, list[Approval]] = {}
+        for approval in found:
+            by_request.setdefault(approval.request_id, []).append(approval)
+        rules: dict[str, PolicyRule] = {}
+        views = []
+        for row in rows:
+            key = f"{row.policy_name}:{canonical_json(row.policy_snapshot)}"
+            if key not in rules:
+                rules[key] = PolicyRule.model_validate(row.policy_snapshot)
+            views.append(self._to_view(row, by_request.get(row.id, []), rules[key]))
+        return views
+
+    @staticmethod
+    def _to_view(row: ChangeRequestRow, approvals: Sequence[Approval], rule: PolicyRule) -> ChangeRequest:
         return ChangeRequest(
             id=row.id,
             human_id=row.human_id,
@@ -756,7 +803,7 @@ class ApprovalEngine:
             requester=row.requester,
             reason=row.reason,
             status=RequestStatus(row.status),
-            policy=PolicyRule.model_validate(row.policy_snapshot),
+            policy=rule,
             emergency=row.emergency,
             created_at=row.created_at,
             expires_at=row.expires_at,

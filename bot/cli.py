@@ -237,7 +237,7 @@ def audit_export(
 
 async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool, socket_mode: bool) -> None:
     from bot.service import build_service
-    from bot.socket_mode import SocketModeRunner
+    from bot.socket_mode import SocketModeRunner, SocketModeStartError
     from bot.wiring import build_workflows
 
     workflows, registry = build_workflows(settings, config)
@@ -252,7 +252,12 @@ async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool
         if settings.slack_app_token is None:
             raise click.UsageError("Socket Mode needs SLACK_APP_TOKEN (an xapp- token).")
         socket = SocketModeRunner(service.bolt, settings.slack_app_token.get_secret_value())
-        await socket.start()
+        try:
+            await socket.start()
+        except SocketModeStartError as exc:
+            await runner.cleanup()
+            await service.stop(timeout=1.0)
+            raise click.ClickException(str(exc)) from None
     log.info("opsgate serving", extra={"host": settings.host, "port": settings.port, "worker": with_worker,
                                        "socket_mode": socket_mode})  # fmt: skip
     click.echo(f"opsgate listening on http://{settings.host}:{settings.port} (Ctrl-C to stop)", err=True)

@@ -29,6 +29,7 @@ from bot.emulators.slack_seed import (
     SlackUser,
     SlackUsergroup,
 )
+from bot.emulators.slack_socket import DEFAULT_APP_TOKEN, add_socket_mode_routes
 from bot.emulators.slack_state import MAX_MESSAGE_TEXT, SlackWorkspace
 from connectors.emulators.faults import add_fault_injection
 
@@ -61,6 +62,7 @@ def create_app(
     usergroups: Sequence[SlackUsergroup] | None = None,
     channels: Sequence[SlackChannel] | None = None,
     bot_token: str = DEFAULT_BOT_TOKEN,
+    app_token: str = DEFAULT_APP_TOKEN,
     team_id: str | None = None,
     per_channel_rate: float = 1.0,
     burst: int = 3,
@@ -89,6 +91,7 @@ def create_app(
 
     app.router.add_route("*", "/api/{method}", web_api)
     add_control_routes(app, workspace)
+    add_socket_mode_routes(app, app_token=app_token, app_id=resolved.app_id, clock=clock)
     return app
 
 

@@ -64,6 +64,7 @@ SECRET_HEADERS = frozenset(
         "cookie",
         "set-cookie",
         "x-api-key",
+        "x-vault-token",
     }
 )
 SECRET_QUERY_PARAM = re.compile(r"token|secret|passw|key|signature|sig$|code|ticket|auth", re.IGNORECASE)

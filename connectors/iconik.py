@@ -483,6 +483,30 @@ class IconikConnector:
             "PUT", f"/API/assets/v1/assets/{_segment(asset_id)}/", IconikAsset, json=asset.body()
         )
 
+    async def create_asset(self, asset: IconikAssetUpdate) -> IconikAsset:
+        """Create an asset (POST `/API/assets/v1/assets/`); `title` is required."""
+        if asset.title is None:
+            raise ValueError("create_asset needs a title")
+        # Not idempotent: a retried POST could create a twin, so only pre-send failures retry.
+        return await self._client.send_model("POST", "/API/assets/v1/assets/", IconikAsset, json=asset.body())
+
+    async def find_assets_by_external_id(self, external_id: str) -> list[IconikAsset]:
+        """Assets whose `external_id` is exactly this (e.g. "canto:image:<id>"), oldest first.
+
+        Uses the asset list's field filter (`GET /API/assets/v1/assets/?external_id=...`; the
+        spec documents filtering "by field_name", unconfirmed for external_id), and keeps only
+        exact matches in case the server matches loosely.
+        """
+        found = [
+            asset
+            async for asset in self._paged(
+                "/API/assets/v1/assets/",
+                IconikAsset,
+                {"external_id": external_id, "per_page": DEFAULT_PER_PAGE},
+            )
+        ]
+        return [asset for asset in found if asset.external_id == external_id]
+
     async def asset_history(
         self, asset_id: str, *, per_page: int = DEFAULT_PER_PAGE
     ) -> AsyncIterator[IconikHistoryEntry]:

@@ -491,6 +491,43 @@ def create_app(
         asset["updated_by_user"] = domain().user_id
         return web.json_response(asset)
 
+    async def list_assets(request: web.Request) -> web.Response:
+        # The list filters by any writable field given as a query parameter (external_id...).
+        assets = [
+            asset
+            for asset in domain().assets.values()
+            if all(
+                str(asset.get(name)) == request.query[name]
+                for name in _ASSET_WRITABLE
+                if name in request.query
+            )
+        ]
+        return web.json_response(_page(request, sorted(assets, key=lambda a: a["date_created"])))
+
+    async def create_asset(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        _check_string(body, "title", required=True, nullable=False)
+        for name in ("external_id", "external_link", "category", "warning"):
+            _check_string(body, name)
+        _check_enum(body, "status", ("ACTIVE", "DELETED"))
+        asset_id, version_id, stamp = str(uuid.uuid4()), str(uuid.uuid4()), _iso(now())
+        asset: dict[str, Any] = {
+            "id": asset_id, "title": body["title"], "type": "ASSET", "status": "ACTIVE",
+            "archive_status": "NOT_ARCHIVED", "analyze_status": "N/A", "face_recognition_status": "N/A",
+            "is_online": True, "is_blocked": False, "external_id": None, "external_link": None,
+            "category": None, "warning": None, "created_by_user": domain().user_id, "date_created": stamp,
+            "date_imported": stamp, "date_modified": stamp, "in_collections": [],
+            "versions": [{"id": version_id, "version_number": 1, "status": "ACTIVE", "analyze_status": "N/A",
+                          "archive_status": "NOT_ARCHIVED", "face_recognition_status": "N/A",
+                          "transcribe_status": "N/A", "is_online": True, "created_by_user": domain().user_id,
+                          "date_created": stamp}],
+        }  # fmt: skip
+        asset.update({name: body[name] for name in _ASSET_WRITABLE if name in body})
+        domain().assets[asset_id] = asset
+        domain().formats[asset_id] = []
+        domain().files[asset_id] = []
+        return web.json_response(asset, status=201)
+
     async def asset_history(request: web.Request) -> web.Response:
         asset_or_404(request.match_info["asset_id"])
         entries = sorted(
@@ -866,6 +903,8 @@ def create_app(
     r = app.router
     r.add_post("/_control/iconik/job_outcomes", queue_outcome)
     r.add_get("/_downloads/{file_id}", download)
+    r.add_get("/API/assets/v1/assets/", list_assets)
+    r.add_post("/API/assets/v1/assets/", create_asset)
     r.add_get("/API/assets/v1/assets/{asset_id}/", get_asset)
     r.add_put("/API/assets/v1/assets/{asset_id}/", update_asset)
     r.add_patch("/API/assets/v1/assets/{asset_id}/", update_asset)

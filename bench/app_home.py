@@ -27,11 +27,20 @@ from bot.service import build_service
 from bot.settings import Settings, parse_config
 
 USERS = [f"U{i:03d}" for i in range(200)]
-STATUSES = ["succeeded"] * 70 + ["failed"] * 8 + ["rejected"] * 10 + ["expired"] * 6 + ["cancelled"] * 5 + ["pending"]
+STATUSES = (
+    ["succeeded"] * 70
+    + ["failed"] * 8
+    + ["rejected"] * 10
+    + ["expired"] * 6
+    + ["cancelled"] * 5
+    + ["pending"]
+)
 
 
 async def fill(service: object, count: int, rng: random.Random) -> float:
-    rule = PolicyRule(name="prod", action="*", environment="*", approvers=ApproverSet(groups=("leads",)), min_approvals=2)
+    rule = PolicyRule(
+        name="prod", action="*", environment="*", approvers=ApproverSet(groups=("leads",)), min_approvals=2
+    )
     snapshot = rule.model_dump(mode="json")
     now = datetime.now(UTC)
     started = time.perf_counter()

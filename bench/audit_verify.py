@@ -77,7 +77,11 @@ def verify(url: str) -> dict[str, float]:
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
-    return {"seconds": round(elapsed, 2), "peak_rss_mb": round(max(peak_kib, before) / 1024, 1), "output": result.stdout.strip()}  # type: ignore[dict-item]
+    return {
+        "seconds": round(elapsed, 2),
+        "peak_rss_mb": round(max(peak_kib, before) / 1024, 1),
+        "output": result.stdout.strip(),
+    }  # type: ignore[dict-item]
 
 
 def main() -> None:

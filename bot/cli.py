@@ -102,6 +102,13 @@ def check(cli: CliContext, allow_unset: bool) -> None:
     click.echo(f"  environments: {', '.join(config.environments)}")
     click.echo(f"  solutions:    {', '.join(s.name for s in config.solutions) or '(none)'}")
     click.echo(f"  policies:     {len(config.policies)} ({', '.join(p.name for p in config.policies)})")
+    from commands.rotate import credential_config_problems
+
+    problems = credential_config_problems(config)
+    if problems:
+        for problem in problems:
+            click.echo(f"{settings.opsgate_config}: {problem}", err=True)
+        raise SystemExit(2)
     warnings = []
     if not config.policies:
         warnings.append("no policies: every change will be denied (fail closed)")
@@ -238,10 +245,10 @@ def audit_export(
 async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool, socket_mode: bool) -> None:
     from bot.service import build_service
     from bot.socket_mode import SocketModeRunner, SocketModeStartError
-    from bot.wiring import build_workflows
+    from bot.wiring import wire
 
-    workflows, registry = build_workflows(settings, config)
-    service = await build_service(settings, config, workflows=workflows)
+    service = await build_service(settings, config)
+    wiring = await wire(service, settings, config)
     runner = web.AppRunner(service.web, handle_signals=False, shutdown_timeout=5.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
@@ -269,7 +276,7 @@ async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool
     # their lease and are claimed again by the next process.
     await runner.cleanup()
     await service.stop(timeout=3.0)
-    await registry.aclose()
+    await wiring.aclose()
 
 
 async def _wait_for_stop_signal() -> None:
@@ -318,15 +325,15 @@ def worker(cli: CliContext) -> None:
 
     async def go() -> None:
         from bot.service import build_service
-        from bot.wiring import build_workflows
+        from bot.wiring import wire
 
-        workflows, registry = build_workflows(settings, config)
-        service = await build_service(settings, config, workflows=workflows)
+        service = await build_service(settings, config)
+        wiring = await wire(service, settings, config)
         service.runtime.start_loops(with_scheduler=True)
         click.echo("opsgate worker running (Ctrl-C to stop)", err=True)
         await _wait_for_stop_signal()
         await service.stop(timeout=8.0)
-        await registry.aclose()
+        await wiring.aclose()
 
     run(go)
 

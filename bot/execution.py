@@ -21,11 +21,12 @@ from bot.domain.requests import ChangeRequest, RequestStatus
 from bot.jobs import JobContext, PermanentJobError
 from commands.workflow import ExecutionResult, Workflow, WorkflowFailed
 
-__all__ = ["FailureHook", "RequestExecutor", "SlackProgress"]
+__all__ = ["FailureHook", "RequestExecutor", "SlackProgress", "SuccessHook"]
 
 log = logging.getLogger("opsgate.execution")
 
 FailureHook = Callable[[ChangeRequest, WorkflowFailed], Awaitable[None]]
+SuccessHook = Callable[[ChangeRequest], Awaitable[None]]
 
 
 class SlackProgress:
@@ -88,12 +89,14 @@ class RequestExecutor:
         workflows: Mapping[Action, Workflow],
         *,
         on_failure: FailureHook | None = None,
+        on_success: SuccessHook | None = None,
     ) -> None:
         self._engine = engine
+        self.on_success = on_success
         self._sessions = sessions
         self._announcer = announcer
         self.workflows = dict(workflows)
-        self._on_failure = on_failure
+        self.on_failure = on_failure
 
     async def __call__(self, job: JobContext) -> None:
         ref = str(job.payload["ref"])
@@ -109,7 +112,8 @@ class RequestExecutor:
                 request = await self._engine.get(ref)
                 if request.status is not RequestStatus.EXECUTING:
                     raise
-            await job.record_step("started")
+            if job.step is None:
+                await job.record_step("started")
         elif request.status is not RequestStatus.EXECUTING:
             # Approved state was lost (policy tightened, window closed...): retry later.
             raise InvalidTransition(f"{ref} is {request.status.value}; waiting to be startable")
@@ -129,10 +133,12 @@ class RequestExecutor:
             if failure.partial:
                 evidence["succeeded_before_failure"] = failure.partial
             failed = await self._engine.fail(ref, reason=failure.reason, evidence=evidence)
-            if self._on_failure is not None:
-                await self._on_failure(failed, failure)
+            if self.on_failure is not None:
+                await self.on_failure(failed, failure)
             return
         result = dict(outcome.result)
         if outcome.links:
             result["links"] = dict(outcome.links)
-        await self._engine.succeed(ref, result=result, evidence=dict(outcome.evidence))
+        done = await self._engine.succeed(ref, result=result, evidence=dict(outcome.evidence))
+        if self.on_success is not None:
+            await self.on_success(done)

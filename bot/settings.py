@@ -28,7 +28,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.alerts.config import AlertsConfig
 from bot.domain.policy import PolicyRule, PolicySet, StaticDirectory
+from bot.webhooks import WebhookSettings
+from commands.credentials_config import Credentials
+from commands.lifecycle import ArchiveSettings
+from commands.release import DestinationConfig
 from connectors.canto import CantoSettings
 from connectors.confluence import ConfluenceSettings
 from connectors.iconik import IconikSettings
@@ -162,6 +167,11 @@ class OpsgateConfig(_Strict):
     )
     slack: SlackConfig = Field(default_factory=SlackConfig)
     policies: list[PolicyRule] = Field(default_factory=list)
+    credentials: Credentials = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    destinations: list[DestinationConfig] = Field(default_factory=list)
+    archive: ArchiveSettings | None = None
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> OpsgateConfig:
@@ -203,7 +213,9 @@ class ConfigError(Exception):
 
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_KEY = re.compile(r"(secret|password|token|api_key|private_key|^pat$)", re.IGNORECASE)
+# A key *ending* in one of these words holds a secret (client_secret, api_token, pat...);
+# token_base_url or token_lifetime do not.
+_SECRET_KEY = re.compile(r"(^|_)(secret|password|passwd|token|api_key|private_key|pat)$", re.IGNORECASE)
 
 
 def _path(parts: tuple[int | str, ...] | list[int | str]) -> str:

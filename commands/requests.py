@@ -13,6 +13,8 @@ from bot.domain.approvals import ApprovalEngine
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec
 from bot.settings import OpsgateConfig
+from commands import promote, release, rotate
+from commands.rotate import find_credential
 from commands.workflow import PrecheckFailed, Workflow
 
 __all__ = ["RequestService", "promotion_spec", "release_spec", "rotation_spec"]
@@ -25,53 +27,41 @@ def _require_environment(config: OpsgateConfig, name: str, *, role: str) -> None
         )
 
 
-def _solution_of(config: OpsgateConfig, artifact: str) -> str | None:
-    return next((s.name for s in config.solutions if artifact in s.artifacts), None)
-
-
 def promotion_spec(
     config: OpsgateConfig, *, artifact: str, version: str, from_env: str, to_env: str
 ) -> ChangeSpec:
+    """What someone typed, checked against the config, as the promotion workflow's ChangeSpec."""
     _require_environment(config, from_env, role="source")
     _require_environment(config, to_env, role="target")
     if from_env == to_env:
         raise PrecheckFailed(
             f"Source and target are both '{to_env}': a promotion moves between environments."
         )
-    parameters: dict[str, Any] = {
-        "artifact": artifact,
-        "version": version,
-        "from_env": from_env,
-        "to_env": to_env,
-    }
-    if solution := _solution_of(config, artifact):
-        parameters["solution"] = solution
-    return ChangeSpec(Action.PROMOTION, artifact, to_env, parameters)
+    solution = next((s.name for s in config.solutions if artifact in s.artifacts), None)
+    return promote.promotion_spec(artifact=artifact, version=version, from_env=from_env, to_env=to_env,
+                                  solution=solution)  # fmt: skip
 
 
 def rotation_spec(config: OpsgateConfig, *, credential: str, environment: str) -> ChangeSpec:
     _require_environment(config, environment, role="")
-    return ChangeSpec(
-        Action.ROTATION, credential, environment, {"credential": credential, "environment": environment}
-    )
+    found = find_credential(config, credential)
+    if found is None:
+        known = ", ".join(sorted(c.name for c in config.credentials)) or "none configured"
+        raise PrecheckFailed(f"Unknown credential '{credential}'. Known credentials: {known}.")
+    if found.environment != environment:
+        raise PrecheckFailed(f"Credential '{credential}' belongs to {found.environment}, not {environment}.")
+    return rotate.rotation_spec(found, trigger="manual")
 
 
 def release_spec(config: OpsgateConfig, *, asset: str, destination: str) -> ChangeSpec:
-    destinations = {d.name: d for d in getattr(config, "destinations", [])}
-    if destinations and destination not in destinations:
-        raise PrecheckFailed(
-            f"Unknown destination '{destination}'. Configured: {', '.join(sorted(destinations))}."
-        )
-    environment = destinations[destination].environment if destination in destinations else "prod"
-    if environment not in config.environments:
-        environment = next(iter(config.environments))
-    return ChangeSpec(
-        Action.RELEASE,
-        asset,
-        environment,
-        {"asset": asset, "destination": destination},
-        lock_key=f"release:{asset}->{destination}",
-    )
+    destinations = {d.name: d for d in config.destinations}
+    if destination not in destinations:
+        known = ", ".join(sorted(destinations)) or "none configured"
+        raise PrecheckFailed(f"Unknown destination '{destination}'. Configured destinations: {known}.")
+    try:
+        return release.release_spec(asset, destinations[destination])
+    except ValueError as exc:
+        raise PrecheckFailed(f"'{asset}' is not a Canto asset id ({exc}).") from exc
 
 
 @dataclass

@@ -25,7 +25,20 @@ from bot.db.migrate import upgrade_async
 from bot.domain.audit import Fingerprinter
 
 PG_URL = os.environ.get("OPSGATE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-DATA_TABLES = ("approvals", "target_locks", "jobs", "outbox", "audit_events", "change_requests")
+DATA_TABLES = (
+    "approvals",
+    "target_locks",
+    "jobs",
+    "outbox",
+    "audit_events",
+    "change_requests",
+    "alerts",
+    "alert_channels",
+    "alert_digests",
+    "alert_silences",
+    "alert_health_checks",
+    "webhook_deliveries",
+)
 
 
 @dataclass

@@ -218,3 +218,8 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
     __table_args__ = (Index("ix_jobs_status_run_at", "status", "run_at"),)
+
+
+import bot.alerts.models  # noqa: E402, F401  (register alert tables)
+import bot.db.webhook_models as webhook_models  # noqa: E402, F401  (register webhook tables)
+from bot.db import secret_models  # noqa: E402, F401  (register secret tables)

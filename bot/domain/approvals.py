@@ -503,6 +503,36 @@ class ApprovalEngine:
             )
             return await self._view(session, row)
 
+    async def retry_failed(self, request_ref: str, *, actor: str) -> ChangeRequest:
+        """Put a failed request back to approved so its execution resumes from the failed step.
+
+        The retry is authorised now: the actor must be an approver under the current policy, the
+        approvals must still cover the parameters, the target lock is taken again, and the request
+        gets a fresh deadline to start in.
+        """
+        async with self._sessions() as session, session.begin():
+            row = await self._row(session, request_ref, lock=True)
+            self._require_status(row, RequestStatus.FAILED, verb="retry")
+            rule = self._current_rule(row)
+            if actor != row.requester and not await rule.approvers.contains(actor, self._directory):
+                raise NotAnApprover(
+                    f"Only <@{row.requester}> or an approver under '{rule.name}' can retry {row.human_id}."
+                )
+            if not row.emergency and await self._count_valid_approvals(session, row) < rule.min_approvals:
+                raise QuorumNotMet(f"{row.human_id} no longer has enough approvals; open a new request.")
+            now = self._clock()
+            await self._transition(session, row, RequestStatus.FAILED, RequestStatus.APPROVED,
+                                   expires_at=now + rule.expires_after, finished_at=None, failure_reason=None)  # fmt: skip
+            await self._acquire_lock(session, self._lock_key_of(row), row.id, now)
+            await self._audit(
+                session, actor=actor, action="request.retried", row=row, before=RequestStatus.FAILED
+            )
+            return await self._view(session, row)
+
+    @staticmethod
+    def _lock_key_of(row: ChangeRequestRow) -> str:
+        return ChangeSpec(Action(row.kind), row.target, row.environment, row.parameters).effective_lock_key
+
     async def record_slack_message(self, request_ref: str, *, channel: str, ts: str) -> None:
         """Remember where the approval message lives so later decisions update it in place."""
         async with self._sessions() as session, session.begin():

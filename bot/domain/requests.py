@@ -100,7 +100,12 @@ class ChangeSpec:
 
     @property
     def effective_lock_key(self) -> str:
-        return self.lock_key or f"{self.action.value}:{self.target}@{self.environment}"
+        """One in-flight change per target; a release's target is the asset *and* its destination."""
+        if self.lock_key:
+            return self.lock_key
+        if self.action is Action.RELEASE and "destination" in self.parameters:
+            return f"release:{self.target}->{self.parameters['destination']}"
+        return f"{self.action.value}:{self.target}@{self.environment}"
 
     @property
     def hash(self) -> str:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-sqlite lint bench clean
+.PHONY: install run serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run opsgate on its embedded defaults (SQLite file ./opsgate.db, example configuration).
+## The demo: every emulator, the bot and a Slack-like console at http://127.0.0.1:3000/.
 run: install
+	$(BIN)/opsgate demo
+
+## opsgate alone on its embedded defaults (SQLite ./opsgate.db, the example configuration).
+serve: install
 	$(BIN)/opsgate --config opsgate.example.yaml --allow-unset check
 	$(BIN)/opsgate --config opsgate.example.yaml --allow-unset serve
 

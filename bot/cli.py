@@ -339,6 +339,25 @@ def worker(cli: CliContext) -> None:
 
 
 @main.command()
+@click.option("--port", type=int, default=3000, show_default=True, help="Port of the web console.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("./opsgate-demo"),
+    show_default=True,
+    help="Where the demo keeps its SQLite database.",
+)
+def demo(port: int, host: str, data_dir: Path) -> None:
+    """Run the whole system on this machine with a Slack-like web console at http://HOST:PORT/."""
+    from bot.demo import run_demo
+
+    configure_logging("WARNING", "console")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    run(lambda: run_demo(port=port, host=host, data_dir=data_dir))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, help="First port; vendors take consecutive ports (0: any free).")
 def emulators(host: str, port: int) -> None:

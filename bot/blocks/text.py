@@ -35,7 +35,7 @@ MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9_]{2,30}")  # "_" for the emulator's readable ids
 # Three backticks in user text would close our code block early.
 _FENCE = "```"
 

@@ -253,7 +253,8 @@ async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    service.runtime.start_loops(with_scheduler=with_worker)
+    # --no-worker: this process only answers Slack and HTTP; workers run jobs, delivery, schedules.
+    service.runtime.start_loops(with_scheduler=with_worker, with_jobs=with_worker)
     socket: SocketModeRunner | None = None
     if socket_mode:
         if settings.slack_app_token is None:
@@ -296,7 +297,7 @@ async def _wait_for_stop_signal() -> None:
     "--worker/--no-worker",
     "with_worker",
     default=None,
-    help="Run the scheduler in this process (default: on with SQLite, off with PostgreSQL).",
+    help="Also run jobs, outbox delivery and the scheduler here (default: on with SQLite, off with PostgreSQL).",
 )
 @pass_ctx
 def serve(

@@ -117,13 +117,21 @@ class Runtime:
     # -------------------------------------------------------------- loops
 
     def start_loops(
-        self, *, with_scheduler: bool, sweep_seconds: float = 30.0, leader_poll: float = 3.0
+        self,
+        *,
+        with_scheduler: bool,
+        with_jobs: bool = True,
+        sweep_seconds: float = 30.0,
+        leader_poll: float = 3.0,
+        idle_poll: float = 0.25,
     ) -> None:
-        """Delivery and job loops always; the scheduler only while this process leads."""
-        self._loops.append(
-            asyncio.create_task(self.delivery.run(self.stop_event, self.delivery_wake), name="outbox")
-        )
-        self._loops.append(asyncio.create_task(self.runner.run(self.stop_event), name="jobs"))
+        """Job and delivery loops (unless this process only answers Slack); the scheduler only
+        while this process leads. Work queued by another process is noticed within `idle_poll`."""
+        if with_jobs:
+            delivery = self.delivery.run(self.stop_event, self.delivery_wake, idle_seconds=idle_poll)
+            self._loops.append(asyncio.create_task(delivery, name="outbox"))
+            jobs = self.runner.run(self.stop_event, idle_seconds=idle_poll)
+            self._loops.append(asyncio.create_task(jobs, name="jobs"))
         if not with_scheduler:
             return
         self._scheduled.append((self.expire_and_remind, sweep_seconds, "expire_and_remind"))

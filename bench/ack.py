@@ -1,8 +1,8 @@
 """Slash-command acknowledgement latency: opsgate's /promote against a bare bolt app.
 
 Starts, as separate processes: the Slack emulator, a bare bolt hello-world app
-(process_before_response=True), and opsgate (`build_service`, SQLite, persisting a job per
-command) whose pre-check takes 2 s as a slow connector would. Then sends the same signed
+(process_before_response=True), an opsgate web process (`build_service`, SQLite, persisting a
+job per command) and an opsgate worker whose pre-checks take 2 s as a slow connector would. Then sends the same signed
 /promote load to each at the same concurrency and prints JSON:
   {"bare": {req_per_s, p50_ms, p99_ms}, "opsgate": {...}, "ratio_req_per_s": opsgate/bare, ...}
 Usage: python bench/ack.py [--requests 3000] [--concurrency 20]
@@ -69,7 +69,7 @@ async def serve_slack(port: int) -> None:
     await _run_forever(create_app(per_channel_rate=1000.0, burst=1000), port)
 
 
-async def serve_opsgate(port: int, slack_url: str, db_dir: str) -> None:
+async def serve_opsgate(port: int, slack_url: str, db_dir: str, *, role: str = "web") -> None:
     from bot.domain.policy import Action
     from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
     from bot.service import build_service
@@ -108,8 +108,13 @@ async def serve_opsgate(port: int, slack_url: str, db_dir: str) -> None:
         opsgate_secret_key_file=Path(db_dir) / "key",
     )
     service = await build_service(settings, config, workflows={Action.PROMOTION: SlowPrecheck()})  # type: ignore[dict-item]
-    service.runtime.runner._concurrency = 1000  # 2 s pre-checks pile up: keep them all in flight
-    service.runtime.start_loops(with_scheduler=False)
+    if role == "worker":
+        # The production topology: workers run the 2 s pre-checks, the web process only acks.
+        service.runtime.runner._concurrency = 1000  # 2 s pre-checks pile up: keep them all in flight
+        service.runtime.start_loops(with_scheduler=False)
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+    service.runtime.start_loops(with_scheduler=False, with_jobs=False)
     await _run_forever(service.web, port)
 
 
@@ -183,7 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--serve", choices=["bare", "slack", "opsgate"])
+    parser.add_argument("--serve", choices=["bare", "slack", "opsgate", "opsgate-worker"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--slack-url")
     parser.add_argument("--db-dir")
@@ -194,8 +199,9 @@ def main() -> None:
     if args.serve == "slack":
         asyncio.run(serve_slack(args.port))
         return
-    if args.serve == "opsgate":
-        asyncio.run(serve_opsgate(args.port, args.slack_url, args.db_dir))
+    if args.serve in ("opsgate", "opsgate-worker"):
+        role = "worker" if args.serve == "opsgate-worker" else "web"
+        asyncio.run(serve_opsgate(args.port or 0, args.slack_url, args.db_dir, role=role))
         return
 
     procs = []
@@ -205,7 +211,9 @@ def main() -> None:
             procs.append(start(["--serve", "bare", "--port", str(bare_port)]))
             procs.append(start(["--serve", "slack", "--port", str(slack_port)]))
             procs.append(start(["--serve", "opsgate", "--port", str(opsgate_port), "--slack-url",
-                                f"http://127.0.0.1:{slack_port}", "--db-dir", db_dir]))  # fmt: skip
+                                f"http://127.0.0.1:{slack_port}", "--db-dir", db_dir]))
+            procs.append(start(["--serve", "opsgate-worker", "--slack-url", f"http://127.0.0.1:{slack_port}",
+                                "--db-dir", db_dir]))  # fmt: skip
             # Answers to response_url go to the emulator (an unknown id: refused once, not retried).
             reply_to = f"http://127.0.0.1:{slack_port}/_response_url/bench"
             warm = min(200, args.requests)

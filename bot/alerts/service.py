@@ -560,7 +560,7 @@ class AlertService:
     # ----------------------------------------------------------------- tick
 
     async def tick(self) -> TickReport:
-        """The timed work; safe to call from several workers at once (rows are locked)."""
+        """The timed work; safe to call from several workers at once (one ticks, others skip)."""
         report = await run_tick(self)
         if report.enqueued:
             self.wake()

@@ -25,6 +25,7 @@ __all__ = [
     "rotation_recovered",
     "workflow_failure",
     "workflow_recovered",
+    "workflow_resumed",
 ]
 
 NEAR_EXPIRY_WARNING = timedelta(days=30)  # Azure Key Vault's default near-expiry notice
@@ -67,6 +68,26 @@ def workflow_recovered(*, action: str, target: str, environment: str) -> AlertEv
         source=AlertSource.WORKFLOW.value,
         environment=environment[:64],
         system=action[:128],
+    )
+
+
+def workflow_resumed(
+    *, request_ref: str, action: str, target: str, environment: str, step: str
+) -> AlertEvent:
+    """A worker stopped during a request's execution and another took it over at its recorded step."""
+    return AlertEvent(
+        dedup_key=_key("resumed", request_ref, step),
+        source=AlertSource.WORKFLOW.value,
+        severity=Severity.INFO,
+        environment=environment[:64],
+        system=action[:128],
+        title=f"{request_ref} resumed after a worker stopped during {step}"[:200],
+        summary=(
+            f"The worker running the {action} of {target} in {environment} stopped during step {step} "
+            "(crash, kill or lost host). Another worker took the job over when its lease ran out and "
+            "continued from the recorded step; earlier steps were not repeated."
+        )[:2800],
+        labels={"action": action[:255], "target": target[:255]},
     )
 
 

@@ -7,7 +7,9 @@
 4. repeat still-firing unacknowledged alerts, escalate unacknowledged critical ones;
 5. note the channel and ts Slack gave each message; 6. run connector health checks that are due.
 
-Alert rows are claimed with FOR UPDATE SKIP LOCKED, so several workers may tick at once.
+Several workers may call it: on PostgreSQL an advisory lock lets one tick at a time (the others
+return at once), and alert rows are claimed with FOR UPDATE SKIP LOCKED so ingestion and clicks
+never wait on a whole tick.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from bot.alerts.service import AlertService
 
 __all__ = ["TickReport", "run_tick"]
+
+TICK_LOCK_KEY = 0x6F7073_616C7274  # "ops" "alrt": the advisory lock id of the alert tick
 
 
 @dataclass
@@ -69,6 +73,8 @@ async def run_tick(service: AlertService) -> TickReport:
     so a tick queues once behind a storm's ingestion instead of five times."""
     report = TickReport()
     async with service.write_turn(), service.sessions() as session, session.begin():
+        if not await _tick_lock(session):
+            return report  # another worker is ticking right now; its pass covers this one
         now = service.clock()
         await _end_expired_silences(service, session, now, report)
         await _flush_due(service, session, now, report)
@@ -78,6 +84,14 @@ async def run_tick(service: AlertService) -> TickReport:
     if service.probes:
         report.health_checks = len(await run_due_health_checks(service))
     return report
+
+
+async def _tick_lock(session: AsyncSession) -> bool:
+    """One tick at a time across workers (PostgreSQL advisory lock, released at commit); SQLite
+    serialises writers anyway."""
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return True
+    return bool(await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": TICK_LOCK_KEY}))
 
 
 # --------------------------------------------------------------------------- silences

@@ -70,4 +70,6 @@ async def test_critical_alerts_folded_into_a_digest_escalate_in_one_reply_under_
     assert sorted(r.thread_ts for r in replies) == sorted([first.ts, digest.ts])
     under_digest = next(r for r in replies if r.thread_ts == digest.ts)
     assert all(f"ALR-{i}" in under_digest.text for i in (2, 3, 4))
-    assert harness.slack.shown(harness.slack.posts("C_ALERTS")[1]).count("escalated to <!subteam^S_LEADS>") == 3
+    assert (
+        harness.slack.shown(harness.slack.posts("C_ALERTS")[1]).count("escalated to <!subteam^S_LEADS>") == 3
+    )

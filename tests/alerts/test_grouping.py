@@ -3,7 +3,14 @@ observed in the Slack emulator after delivery through the outbox."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
 from bot.alerts.model import AlertStatus
+from bot.alerts.tick import TICK_LOCK_KEY
 
 
 async def test_new_alert_is_posted_only_after_group_wait(harness):
@@ -122,3 +129,26 @@ async def test_a_worse_trigger_updates_the_message_at_once(harness):
     await harness.step(1)
     [post] = harness.slack.posts("C_ALERTS")
     assert "CRITICAL" in post.blocks[0]["text"]["text"]
+
+
+async def test_trigger_resolve_trigger_in_one_group_commit_opens_a_second_alert(harness):
+    first, resolved, second = await asyncio.gather(
+        harness.trigger("bounce"), harness.resolve_key("bounce"), harness.trigger("bounce")
+    )
+    assert resolved.alert_id == first.alert_id and second.created and second.alert_id != first.alert_id
+    assert [(a.status, a.open_key) for a in await harness.alerts()] == [
+        ("resolved", None),
+        ("firing", "bounce"),
+    ]
+
+
+async def test_while_another_worker_ticks_a_tick_skips_instead_of_waiting(harness, database):
+    if database.backend != "postgresql":
+        pytest.skip("SQLite has one writer: ticks are serialised by the database itself")
+    await harness.trigger("shared")
+    harness.clock.advance(timedelta(seconds=30))
+    async with database.engine.connect() as other_worker, other_worker.begin():
+        await other_worker.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TICK_LOCK_KEY})
+        skipped = await harness.service.tick()
+    assert skipped.posted == 0
+    assert (await harness.service.tick()).posted == 1

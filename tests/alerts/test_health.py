@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.alerts.health import run_health_checks
 
 
@@ -57,7 +59,7 @@ async def test_checks_run_once_per_interval_however_often_the_worker_ticks(harne
     probe = FlakyProbe()
     harness.probes["opentext:prod"] = probe
     harness.reconfigure(health_check={"interval": "5m"})
-    await harness.run_for(600, step=10)  # 60 ticks over 10 minutes
+    await harness.run_for(600, step=20)  # 30 ticks over 10 minutes
     assert probe.calls == 2
     other = harness.service
     results = await run_health_checks(other, {"opentext:prod": probe}, force=True)
@@ -65,8 +67,6 @@ async def test_checks_run_once_per_interval_however_often_the_worker_ticks(harne
 
 
 async def test_a_probe_that_hangs_counts_as_a_failure(harness):
-    import asyncio
-
     async def hangs() -> None:
         await asyncio.Event().wait()
 

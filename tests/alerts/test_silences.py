@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -67,7 +69,7 @@ async def test_silence_button_silences_the_alerts_labels_for_the_chosen_hours(ha
     assert sorted(map(str, silence.matchers)) == [
         "environment=prod", "source=api", "system=canto", "team=dam",
     ]  # fmt: skip
-    assert silence.ends_at - silence.starts_at == __import__("datetime").timedelta(hours=4)
+    assert silence.ends_at - silence.starts_at == timedelta(hours=4)
     second = await harness.trigger("canto-api-2", system="canto", labels={"team": "dam"})
     assert second.status.value == "silenced"
 

@@ -130,7 +130,7 @@ async def test_every_alert_is_delivered_exactly_once_through_429s_and_5xx(harnes
                 await harness.trigger(f"key-{(second * 7 + i) % 30}", labels={"team": team})
                 sent += 1
             totals.update(await harness.step(1))
-        totals.update(await harness.run_for(120, step=1))
+        totals.update(await harness.run_for(120, step=2))
     assert totals["rate_limited"] >= 4 and totals["retried"] >= 6  # the faults did happen
     alerts = await harness.alerts()
     assert sum(a.occurrences for a in alerts) == sent == 300

@@ -35,12 +35,13 @@ def test_every_slash_command_fits_slacks_32_character_limit(manifest: dict[str, 
         assert command["usage_hint"]
 
 
-def test_the_bot_offers_its_four_commands(manifest: dict[str, Any]) -> None:
+def test_the_bot_offers_its_five_commands(manifest: dict[str, Any]) -> None:
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == [
         "/promote",
         "/rotate",
         "/release",
         "/ops",
+        "/onboard",
     ]
 
 

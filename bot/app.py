@@ -7,6 +7,7 @@ must open within the 3-second trigger window) and ack. Everything slow happens i
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -14,10 +15,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.response import BoltResponse
 
 from bot.listeners import actions, commands, events, views
-from bot.listeners.context import SlackContext
+from bot.listeners.context import INTERACTION_JOB, SlackContext
 from bot.settings import Settings
 
 __all__ = ["create_bolt_app"]
@@ -52,7 +54,8 @@ def create_bolt_app(ctx: SlackContext, settings: Settings) -> AsyncApp:
         signing_secret=signing_secret,
         authorize=authorize,
         process_before_response=True,
-        raise_error_for_unhandled_request=False,
+        # Unknown commands and actions reach on_error below, whatever order listeners were added in.
+        raise_error_for_unhandled_request=True,
         ssl_check_enabled=True,
     )
     allowed = frozenset(ctx.config.slack.allowed_team_ids)
@@ -65,10 +68,33 @@ def create_bolt_app(ctx: SlackContext, settings: Settings) -> AsyncApp:
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+        if isinstance(error, BoltUnhandledRequestError):
+            return await _unhandled(ctx, body)
         log.exception("listener failed", exc_info=error)
         return BoltResponse(status=200, body="")
 
     return app
+
+
+async def _unhandled(ctx: SlackContext, body: dict[str, Any]) -> BoltResponse:
+    """A command or button nothing handles: say so to the person, record nothing else."""
+    if body.get("command"):
+        text = f"opsgate does not know `{body.get('command')}`. Try `/ops help`."
+        return BoltResponse(
+            status=200,
+            body=json.dumps({"response_type": "ephemeral", "text": text}),
+            headers={"content-type": "application/json"},
+        )
+    if body.get("type") == "block_actions":
+        log.warning(
+            "unknown action", extra={"actions": [a.get("action_id") for a in body.get("actions", [])]}
+        )
+        user = str((body.get("user") or {}).get("id"))
+        channel = (body.get("channel") or {}).get("id")
+        if channel:
+            await ctx.enqueue(INTERACTION_JOB, {"kind": "unknown", "user_id": user, "channel_id": channel},
+                              dedup_key=None)  # fmt: skip
+    return BoltResponse(status=200, body="")
 
 
 def _team_gate(allowed: frozenset[str]) -> Callable[..., Awaitable[Any]]:

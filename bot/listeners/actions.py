@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -58,18 +57,6 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
             page = HomePage.model_validate_json(action.get("value") or '{"page": 0}').page
             user = str((body.get("user") or {}).get("id"))
             await ctx.enqueue(HOME_JOB, {"user_id": user, "page": page}, dedup_key=None)
-
-    @app.action(re.compile(".*"))
-    async def unknown(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        user, channel, _, _ = _who(body)
-        log.warning(
-            "unknown action", extra={"actions": [a.get("action_id") for a in body.get("actions", [])]}
-        )
-        if channel:
-            await ctx.enqueue(
-                INTERACTION_JOB, {"kind": "unknown", "user_id": user, "channel_id": channel}, dedup_key=None
-            )
 
 
 async def _open_reject_modal(

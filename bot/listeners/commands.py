@@ -8,7 +8,6 @@ retried delivery never opens a second request.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -46,13 +45,6 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
     for name in COMMANDS:
         app.command(ctx.config.slack.command(name))(_listener(name, ctx))
     _register_option_sources(app, ctx)
-
-    @app.command(re.compile(".*"))
-    async def unknown(ack: AsyncAck, command: dict[str, Any]) -> None:
-        await ack(
-            response_type="ephemeral",
-            text=f"opsgate does not know `{command.get('command')}`. Try `/ops help`.",
-        )
 
 
 def _register_option_sources(app: AsyncApp, ctx: SlackContext) -> None:

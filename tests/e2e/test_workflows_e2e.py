@@ -165,6 +165,13 @@ async def test_failed_opentext_job_fails_the_request_and_raises_an_alert(system)
     assert ARTIFACT in str(alerts[0].blocks) or ARTIFACT in alerts[0].text
     lock_count = await _count(bot, "target_locks")
     assert lock_count == 0, "nothing is left locked"
+    # The alert's buttons reach the alert use cases (not a catch-all listener).
+    from bot.alerts.ids import AlertActionId
+
+    await bot.click("U_APP1", alerts[0], AlertActionId.ACKNOWLEDGE.value)
+    await bot.settle()
+    acknowledged = bot.channel("C_ALERTS")[0]
+    assert "U_APP1" in str(acknowledged.blocks) and "cknowledged" in str(acknowledged.blocks)
 
 
 async def _count(bot: Bot, table: str) -> int:

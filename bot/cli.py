@@ -213,12 +213,24 @@ def audit_verify(cli: CliContext) -> None:
 )
 @click.option("--request", "request_ref", help="Only events of one request, e.g. PRM-42.")
 @click.option("--subject", help="Only events about one subject, e.g. promotion:orders-api@prod.")
+@click.option("--asset", help="Only one iconik asset's media history (the subject asset:<id>).")
 @pass_ctx
 def audit_export(
-    cli: CliContext, fmt: str, output: Path | None, request_ref: str | None, subject: str | None
+    cli: CliContext,
+    fmt: str,
+    output: Path | None,
+    request_ref: str | None,
+    subject: str | None,
+    asset: str | None,
 ) -> None:
     """Stream events for a compliance review, with their hashes so the export can be re-verified."""
     from bot.db.audit_log import export_events
+    from bot.media_audit import MEDIA_SUBJECT_PREFIX
+
+    if asset is not None:
+        if subject is not None:
+            raise click.UsageError("give --asset or --subject, not both")
+        subject = f"{MEDIA_SUBJECT_PREFIX}{asset}"
 
     async def go() -> int:
         engine = create_engine(cli.settings.database_url)

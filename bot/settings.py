@@ -29,10 +29,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.alerts.config import AlertsConfig
+from bot.asset_requests import AssetRequestSettings
 from bot.domain.policy import PolicyRule, PolicySet, StaticDirectory
 from bot.webhooks import WebhookSettings
 from commands.credentials_config import Credentials
 from commands.lifecycle import ArchiveSettings
+from commands.onboard_config import OnboardingTemplates
 from commands.release import DestinationConfig
 from connectors.canto import CantoSettings
 from connectors.confluence import ConfluenceSettings
@@ -57,6 +59,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     database_url: str = "sqlite+aiosqlite:///./opsgate.db"
+    # PostgreSQL connections per process: size them so that every process's pool_size +
+    # max_overflow, summed, stays below the server's max_connections.
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
     opsgate_config: Path = Path("./opsgate.yaml")
     host: str = Field(default="0.0.0.0", validation_alias="OPSGATE_HOST")
     port: int = Field(default=3000, ge=1, le=65535)
@@ -172,6 +178,8 @@ class OpsgateConfig(_Strict):
     destinations: list[DestinationConfig] = Field(default_factory=list)
     archive: ArchiveSettings | None = None
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    asset_requests: AssetRequestSettings | None = None
+    onboarding_templates: OnboardingTemplates = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> OpsgateConfig:

@@ -139,7 +139,7 @@ class SlackJobs:
             return await ops.show(str(args.ref))
         if sub == "cancel":
             return await ops.cancel(str(args.ref), user)
-        if sub == "audit":
+        if sub == "audit" and args.asset is None:  # `audit asset <id>` is the "ops.audit" extra
             return await ops.audit(str(args.ref))
         if sub == "rollback":
             return await ops.rollback(str(args.ref), user, emergency_reason=args.emergency_reason,

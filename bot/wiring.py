@@ -21,7 +21,7 @@ from bot.alerts.http import add_alert_routes
 from bot.alerts.ids import AlertActionId
 from bot.alerts.payloads import AlertActionValue
 from bot.alerts.service import AlertService
-from bot.alerts.sources import rotation_failure, workflow_failure, workflow_recovered
+from bot.alerts.sources import rotation_failure, workflow_failure, workflow_recovered, workflow_resumed
 from bot.blocks.home import AlertSummary
 from bot.domain.errors import DomainError
 from bot.domain.policy import Action
@@ -157,8 +157,20 @@ async def wire(
             )
         )
 
+    async def on_resume(request: ChangeRequest, step: str) -> None:
+        await alerts.ingest(
+            workflow_resumed(
+                request_ref=request.human_id,
+                action=request.action.value,
+                target=request.target,
+                environment=request.environment,
+                step=step,
+            )
+        )
+
     rt.executor.on_failure = on_failure
     rt.executor.on_success = on_success
+    rt.executor.on_resume = on_resume
     service.jobs.alert_summaries = lambda user: _open_alerts(alerts)
     _register_ops(service.context, wiring)
     _register_alert_actions(service, wiring)
@@ -173,6 +185,12 @@ async def wire(
     )
     rt.register_job(WEBHOOK_JOB, lambda job: _run_webhook_action(service, wiring, job))
     _schedule(service, config, wiring)
+    from bot.onboard_wiring import wire_onboarding  # imports commands that import this module's types
+
+    wire_onboarding(service, wiring, config)
+    from bot.asset_requests import wire_asset_requests
+
+    wire_asset_requests(service, wiring, config)
     return wiring
 
 
@@ -308,6 +326,10 @@ async def _requeue_execution(service: OpsgateService, request: ChangeRequest) ->
 async def _queue_webhook_actions(
     service: OpsgateService, config: OpsgateConfig, session: AsyncSession, delivery: WebhookDelivery
 ) -> None:
+    if str(delivery.source) == "canto" and (
+        handler := service.runtime.extras.get("asset_requests.on_canto_delivery")
+    ):
+        await handler(session, delivery)  # uploads answering an asset request
     for index, planned in enumerate(plan_webhook_actions(delivery, config.webhooks.actions)):
         await service.runtime.jobs.enqueue(
             session,
@@ -482,7 +504,7 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
         except Exception:
             log.exception("weekly summary failed")
 
-    rt.add_scheduled(alerts_tick, seconds=5, name="alerts_tick")
+    rt.add_scheduled(alerts_tick, seconds=1, name="alerts_tick")  # digests can post at 1 msg/s
     rt.add_scheduled(
         credential_duties, seconds=timedelta(minutes=15).total_seconds(), name="credential_duties"
     )

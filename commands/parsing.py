@@ -5,10 +5,11 @@ Pure and Slack-free. Grammar (command names are configurable, so usage lines tak
     /promote <artifact> <version> <from-env> <to-env> [reason...]
     /rotate <credential> <env> [reason...]
     /release <asset-id> <destination> [reason...]
+    /onboard <template> <name> <env> [reason...]
     /ops <subcommand> [args]      (see OPS_USAGE)
 
-`--emergency "reason"` or `--emergency=reason` may appear anywhere in promote, rotate, release and
-`/ops rollback`. Words may be quoted with "double" or 'single' quotes (and the curly quotes Slack
+`--emergency "reason"` or `--emergency=reason` may appear anywhere in promote, rotate, release,
+onboard and `/ops rollback`. Words may be quoted with "double" or 'single' quotes (and the curly quotes Slack
 clients send). A quote opens only at the start of a word, right after `=`, `=~` or `!~`, or right
 after a closing quote, so apostrophes inside words ("can't") need no quoting. Text Slack escaped (&amp; &lt; &gt;)
 is unescaped first. Empty text asks for the modal (`OpenModal`).
@@ -33,6 +34,7 @@ __all__ = [
     "CommandArgs",
     "CommandName",
     "Matcher",
+    "OnboardArgs",
     "OpenModal",
     "OpsArgs",
     "OpsSub",
@@ -46,6 +48,7 @@ __all__ = [
     "normalise_request_id",
     "ops_usage_lines",
     "parse_command",
+    "parse_onboard",
     "parse_ops",
     "parse_promote",
     "parse_release",
@@ -53,7 +56,7 @@ __all__ = [
     "usage_for",
 ]
 
-CommandName = Literal["promote", "rotate", "release", "ops"]
+CommandName = Literal["promote", "rotate", "release", "ops", "onboard"]
 MatchOp = Literal["=", "!=", "=~", "!~"]
 RequestKind = Literal["promotion", "rotation", "release"]
 
@@ -63,6 +66,7 @@ _VERSION = re.compile(r"v?[0-9]+(\.[0-9]+){0,3}([-+][0-9A-Za-z][0-9A-Za-z.+-]*)?
 _ASSET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SOLUTION = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_ONBOARD_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 _REQUEST_ID = re.compile(rf"({'|'.join(sorted(ACTION_PREFIX.values()))})-0*([0-9]{{1,9}})", re.IGNORECASE)
 _MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)(.+)", re.DOTALL)
 _MATCH_OPS: Mapping[str, MatchOp] = {"=": "=", "!=": "!=", "=~": "=~", "!~": "!~"}
@@ -108,7 +112,7 @@ OPS_USAGE: Mapping[OpsSub, str] = {
     OpsSub.REQUESTS: "requests",
     OpsSub.SHOW: "show <ID>",
     OpsSub.CANCEL: "cancel <ID> [reason...]",
-    OpsSub.AUDIT: "audit <ID>",
+    OpsSub.AUDIT: "audit <ID> | audit asset <asset-id>",
     OpsSub.ROLLBACK: 'rollback <ID> [reason...] [--emergency "reason"]',
     OpsSub.ALERTS: "alerts [filter]",
     OpsSub.SILENCE: "silence <matcher=value>... <duration> [reason...]",
@@ -123,6 +127,7 @@ _USAGE: Mapping[str, str] = {
     "promote": '<artifact> <version> <from-env> <to-env> [reason...] [--emergency "reason"]',
     "rotate": '<credential> <env> [reason...] [--emergency "reason"]',
     "release": '<asset-id> <destination> [reason...] [--emergency "reason"]',
+    "onboard": '<template> <name> <env> [reason...] [--emergency "reason"]',
 }
 
 
@@ -160,6 +165,15 @@ class ReleaseArgs:
 
 
 @dataclass(frozen=True)
+class OnboardArgs:
+    template: str
+    name: str
+    environment: str
+    reason: str = ""
+    emergency_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Matcher:
     """An Alertmanager-style label matcher: `label=value`, `!=`, `=~` (regex) or `!~`."""
 
@@ -187,9 +201,10 @@ class OpsArgs:
     topic: str | None = None  # help
     reason: str = ""  # cancel, rollback, silence
     emergency_reason: str | None = None  # rollback
+    asset: str | None = None  # audit asset: an iconik asset id, or the Canto asset released to it
 
 
-CommandArgs = PromoteArgs | RotateArgs | ReleaseArgs | OpsArgs | OpenModal
+CommandArgs = PromoteArgs | RotateArgs | ReleaseArgs | OnboardArgs | OpsArgs | OpenModal
 
 
 # --------------------------------------------------------------------------- usage
@@ -443,6 +458,26 @@ def parse_release(text: str, *, command: str = "/release") -> ReleaseArgs | Open
     return ReleaseArgs(asset, destination, _reason(words[2:], usage), emergency)
 
 
+def parse_onboard(text: str, *, command: str = "/onboard") -> OnboardArgs:
+    """There is no onboarding form: empty text is a usage error naming the first missing word."""
+    usage = usage_for("onboard", command)
+    words, emergency = _take_emergency(_words(text, usage), usage)
+    template, name, environment = _positionals(words, ["<template>", "<name>", "<env>"], usage)
+    if not _SOLUTION.fullmatch(template):
+        raise UsageError(
+            f"<template> '{_show(template)}' must be lower-case letters, digits, '-' or '_'", usage
+        )
+    if not _ONBOARD_NAME.fullmatch(name):
+        hint = f"; did you mean '{name.lower()}'?" if _ONBOARD_NAME.fullmatch(name.lower()) else ""
+        raise UsageError(
+            f"<name> '{_show(name)}' must be lower-case letters, digits and '-' (at most 40): it becomes "
+            f"part of artifact and credential names{hint}",
+            usage,
+        )
+    _environment(environment, "<env>", usage)
+    return OnboardArgs(template, name, environment, _reason(words[3:], usage), emergency)
+
+
 def parse_ops(text: str, *, command: str = "/ops") -> OpsArgs:
     """`/ops` with no text means help."""
     all_usage = usage_for("ops", command)
@@ -473,6 +508,14 @@ def parse_ops(text: str, *, command: str = "/ops") -> OpsArgs:
         case OpsSub.PENDING | OpsSub.MINE | OpsSub.SILENCES | OpsSub.REQUESTS:
             _no_more(args, usage)
             return OpsArgs(sub)
+        case OpsSub.AUDIT if args and not args[0].quoted and args[0].text.strip().lower() == "asset":
+            (asset,) = _positionals(args[1:], ["<asset-id>"], usage)
+            _no_more(args[2:], usage)
+            if not looks_like_asset_id(asset):
+                raise UsageError(
+                    f"<asset-id> '{_show(asset)}' must be one word of letters, digits, . _ : / -", usage
+                )
+            return OpsArgs(sub, asset=asset)
         case OpsSub.SHOW | OpsSub.AUDIT:
             (ref,) = _positionals(args, ["<ID>"], usage)
             _no_more(args[1:], usage)
@@ -526,7 +569,7 @@ def _parse_silence(args: Sequence[_Word], usage: str) -> OpsArgs:
 
 
 def parse_command(name: str, text: str, *, command: str | None = None) -> CommandArgs:
-    """Parse the text of the command known as `name` (promote, rotate, release, ops)."""
+    """Parse the text of the command known as `name` (promote, rotate, release, onboard, ops)."""
     match name:
         case "promote":
             return parse_promote(text, command=command or "/promote")
@@ -534,6 +577,8 @@ def parse_command(name: str, text: str, *, command: str | None = None) -> Comman
             return parse_rotate(text, command=command or "/rotate")
         case "release":
             return parse_release(text, command=command or "/release")
+        case "onboard":
+            return parse_onboard(text, command=command or "/onboard")
         case "ops":
             return parse_ops(text, command=command or "/ops")
     raise ValueError(f"unknown command name {name!r}")
@@ -577,7 +622,7 @@ def _escape_slack(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def format_text(args: PromoteArgs | RotateArgs | ReleaseArgs | OpsArgs) -> str:
+def format_text(args: PromoteArgs | RotateArgs | ReleaseArgs | OnboardArgs | OpsArgs) -> str:
     """The command text (after the slash name) that parses back to `args`, escaped as Slack sends it.
 
     Values must not contain curly quotes: the parser reads those as straight quotes.
@@ -592,6 +637,8 @@ def format_text(args: PromoteArgs | RotateArgs | ReleaseArgs | OpsArgs) -> str:
             words = [args.credential, args.environment]
         case ReleaseArgs():
             words = [args.asset, args.destination]
+        case OnboardArgs():
+            words = [args.template, args.name, args.environment]
         case OpsArgs():
             words = [args.sub.value, *_ops_words(args)]
     parts = [_quote(w) for w in words]
@@ -604,6 +651,8 @@ def format_text(args: PromoteArgs | RotateArgs | ReleaseArgs | OpsArgs) -> str:
 def _ops_words(args: OpsArgs) -> list[str]:
     values: list[str | None] = [args.topic, args.environment, args.ref, args.silence_id, args.solution]
     words = [v for v in values if v]
+    if args.asset:
+        words += ["asset", args.asset]
     words += [str(m) for m in args.matchers]
     if args.duration is not None:
         words.append(format_duration(args.duration))

@@ -140,7 +140,14 @@ class IconikAssetUpdate(BaseModel):
 
 
 class IconikHistoryEntry(_IconikModel):
-    """One entry of an asset's history (transfers, metadata edits, approvals...)."""
+    """One entry of an asset's history (transfers, metadata edits, approvals...).
+
+    `share_id`/`share_user_id` are set when the asset was reached through a share link. Fields
+    the model does not name are kept (`model_extra`) so an audit import can fingerprint
+    credential-like values a deployment adds instead of silently dropping them.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     id: str
     operation_type: str
@@ -148,6 +155,8 @@ class IconikHistoryEntry(_IconikModel):
     asset_id: str | None = None
     job_id: str | None = None
     user_id: str | None = None
+    share_id: str | None = None
+    share_user_id: str | None = None
     date_created: datetime | None = None
 
 
@@ -337,6 +346,7 @@ class IconikCollection(_IconikModel):
     parent_id: str | None = None
     is_root: bool | None = None
     external_id: str | None = None
+    storage_id: str | None = None
     in_collections: list[str] = Field(default_factory=list)
 
 
@@ -656,7 +666,7 @@ class IconikConnector:
         job_id: str,
         *,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float = DEFAULT_JOB_TIMEOUT,  # noqa: ASYNC109 - counted in polls, not a deadline on one await
+        timeout: float = DEFAULT_JOB_TIMEOUT,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> IconikJob:
         """Poll until the job is terminal and return it (check `succeeded`); IconikJobTimeout if not.
@@ -709,6 +719,38 @@ class IconikConnector:
         """One collection."""
         return await self._client.get_model(
             f"/API/assets/v1/collections/{_segment(collection_id)}/", IconikCollection
+        )
+
+    async def list_collections(self, *, per_page: int = DEFAULT_PER_PAGE) -> AsyncIterator[IconikCollection]:
+        """Every collection of the domain (`GET /API/assets/v1/collections/`), page by page."""
+        async for collection in self._paged(
+            "/API/assets/v1/collections/", IconikCollection, {"per_page": per_page}
+        ):
+            yield collection
+
+    async def create_collection(
+        self,
+        title: str,
+        *,
+        parent_id: str | None = None,
+        external_id: str | None = None,
+        storage_id: str | None = None,
+    ) -> IconikCollection:
+        """Create a collection (`POST /API/assets/v1/collections/`), inside `parent_id` if given.
+
+        `storage_id` routes files uploaded into the collection to that storage. Not idempotent:
+        callers that may repeat it look for the collection (by `external_id`) first.
+        """
+        body: dict[str, Any] = {"title": title}
+        for key, value in (
+            ("parent_id", parent_id),
+            ("external_id", external_id),
+            ("storage_id", storage_id),
+        ):
+            if value is not None:
+                body[key] = value
+        return await self._client.send_model(
+            "POST", "/API/assets/v1/collections/", IconikCollection, json=body
         )
 
     async def collection_contents(

@@ -38,6 +38,9 @@ DATA_TABLES = (
     "alert_silences",
     "alert_health_checks",
     "webhook_deliveries",
+    "asset_request_assets",
+    "asset_requests",
+    "media_history_imports",
 )
 
 

@@ -221,5 +221,6 @@ class Job(Base):
 
 
 import bot.alerts.models  # noqa: E402, F401  (register alert tables)
+import bot.db.asset_request_models as asset_request_models  # noqa: E402, F401  (asset requests, media audit)
 import bot.db.webhook_models as webhook_models  # noqa: E402, F401  (register webhook tables)
 from bot.db import secret_models  # noqa: E402, F401  (register secret tables)

@@ -13,6 +13,8 @@ Serves, on one app:
     POST /api/v1/batch/album                   {albumPath, contents} -> text "success"
     GET  /api_binary/v1/{scheme}/{id}/download the original's bytes
     GET  /_control/canto/tokens                token requests seen, by grant type
+    POST /_control/canto/upload                {album_id, name, scheme?, approval_status?, uploader?}:
+                                               what a supplier's upload into an album leaves behind
 
 Every API call needs `Authorization: Bearer <token>` from the token endpoint (401 otherwise).
 Seeded with a realistic library: product images, campaign videos and brand documents with
@@ -543,6 +545,36 @@ def create_app(
             {"total": sum(ledger.requests.values()), "by_grant_type": dict(ledger.requests)}
         )
 
+    async def upload(request: web.Request) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"].strip():
+            raise _BadRequest("body must be {album_id, name, scheme?, approval_status?, uploader?}")
+        album = _album(str(body.get("album_id", "")))
+        if album is None:
+            return _error(404, "The album does not exist")
+        scheme = str(body.get("scheme") or "image")
+        status = str(body.get("approval_status") or "Pending")
+        if scheme not in SCHEMES or status not in APPROVAL_STATUSES:
+            raise _BadRequest(f"unknown scheme {scheme!r} or approval status {status!r}")
+        name = body["name"].strip()
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        record = CantoAssetRecord(
+            id=_canto_id("upload", album.id, name),
+            scheme=scheme,
+            name=name,
+            approval_status=status,
+            uploaded=now(),
+            metadata={
+                "File Type Extension": extension,
+                "MIME Type": _MIME.get(extension, "application/octet-stream"),
+            },
+            owner=str(body.get("uploader") or "Supplier Upload"),
+            size=1_048_576,
+        )
+        library().assets[record.id] = record
+        album.asset_ids.append(record.id)
+        return web.json_response(_render_asset(library(), record, request, now()), status=201)
+
     # -- search and assets --
 
     def _page(request: web.Request, records: list[CantoAssetRecord], *, default_sort: str) -> web.Response:
@@ -732,6 +764,7 @@ def create_app(
     router = app.router
     router.add_post("/oauth/api/oauth2/token", token)
     router.add_get("/_control/canto/tokens", token_stats)
+    router.add_post("/_control/canto/upload", upload)
     router.add_get("/api/v1/search", search)
     router.add_post("/api/v1/batch/content", batch_content)
     router.add_put("/api/v1/batch/edit", batch_edit)

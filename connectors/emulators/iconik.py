@@ -9,9 +9,15 @@ a relative `next_url`.
 Transfer jobs progress one state per poll, READY -> STARTED -> FINISHED (`job_steps`), and on
 FINISHED copy or move the files. A job fails when its target storage is FAILING, or when an
 outcome was queued with `POST /_control/iconik/job_outcomes {"status": "FAILED", "error_message":
-"...", "times": 1}`. Seeded with storages (FILES, PROXIES, ARCHIVE and one EXPORTS storage per
+"...", "times": 1}`. `POST /_control/iconik/history {"asset_id", "operation_type", "user_id",
+"share_id", ...}` adds what a person did in iconik's UI (a download, an export) to the asset's
+history. Seeded with storages (FILES, PROXIES, ARCHIVE and one EXPORTS storage per
 partner destination), a "Release" metadata view, assets with files and formats, approvals,
 collections and a webhook registry.
+
+Collections can be listed and created (`GET|POST /API/assets/v1/collections/`, for onboarding):
+a new collection may name a `parent_id` (it joins the parent's contents), an `external_id` and a
+`storage_id` (an unknown storage is a 400, as is a missing title).
 """
 
 from __future__ import annotations
@@ -52,6 +58,14 @@ MAX_PER_PAGE = 500
 MAX_STORAGES_PER_PAGE = 100
 DEFAULT_JOB_STEPS = ("READY", "STARTED", "FINISHED")
 TERMINAL = {"FINISHED", "FINISHED_WITH_WARNING", "SKIPPED", "FAILED", "ABORTED"}
+# AssetHistorySchema.operation_type in iconik's assets spec.
+HISTORY_OPERATIONS = frozenset(
+    {"EXPORT", "TRANSCODE", "ANALYZE", "ADD_FORMAT", "DELETE_FORMAT", "RESTORE_FORMAT", "DELETE_FILESET",
+     "DELETE_FILE", "RESTORE_FILESET", "MODIFY_FILESET", "APPROVE", "REJECT", "DOWNLOAD", "METADATA", "CUSTOM",
+     "TRANSCRIPTION", "VERSION_CREATE", "VERSION_DELETE", "VERSION_UPDATE", "VERSION_PROMOTE", "RESTORE",
+     "RESTORE_FROM_GLACIER", "ARCHIVE", "RESTORE_ARCHIVE", "DELETE", "TRANSFER", "UNLINK_SUBCLIP",
+     "FACE_RECOGNITION"}
+)  # fmt: skip
 _NAMESPACE = uuid.UUID("6f1c3a5e-7d2b-4f0a-9c1e-2b8d4e6f8a10")
 
 
@@ -762,6 +776,20 @@ def create_app(
         )
         return web.json_response({"queued": len(domain().queued_outcomes)}, status=201)
 
+    async def record_history(request: web.Request) -> web.Response:
+        """What people do in iconik's UI (download, export, share access) as history entries."""
+        body = await _json_object(request)
+        asset = asset_or_404(str(body.get("asset_id", "")))
+        if body.get("operation_type") not in HISTORY_OPERATIONS:
+            raise _Problem(400, {"operation_type": "Not a valid choice."})
+        stamp = str(body.get("date_created") or _iso(now()))
+        entry = {"id": str(uuid.uuid4()), "asset_id": asset["id"], "version_id": asset["versions"][0]["id"],
+                 "operation_description": None, "job_id": None, "user_id": domain().user_id,
+                 "system_domain_id": _uuid("domain"), "date_created": stamp, "date_modified": stamp}  # fmt: skip
+        entry.update({name: value for name, value in body.items() if name not in ("id", "date_created")})
+        domain().history.setdefault(asset["id"], []).append(entry)
+        return web.json_response(entry, status=201)
+
     # -- approvals --
 
     def approvals_target(request: web.Request) -> tuple[str, str]:
@@ -811,6 +839,41 @@ def create_app(
 
     async def get_collection(request: web.Request) -> web.Response:
         return web.json_response(collection_or_404(request.match_info["collection_id"]))
+
+    async def list_collections(request: web.Request) -> web.Response:
+        collections = sorted(domain().collections.values(), key=lambda c: (c["date_created"], c["id"]))
+        if "is_root" in request.query:
+            wanted = request.query["is_root"].lower() == "true"
+            collections = [c for c in collections if bool(c.get("is_root")) == wanted]
+        if request.query.get("status"):
+            collections = [c for c in collections if c.get("status") == request.query["status"]]
+        return web.json_response(_page(request, collections))
+
+    async def create_collection(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        _check_string(body, "title", required=True, nullable=False)
+        for name in ("parent_id", "external_id", "storage_id", "category"):
+            _check_string(body, name)
+        parent = body.get("parent_id")
+        if parent is not None:
+            collection_or_404(parent)
+        if body.get("storage_id") is not None and body["storage_id"] not in domain().storages:
+            raise _Problem(400, {"storage_id": "Storage does not exist."})
+        stamp = _iso(now())
+        collection_id = str(uuid.uuid4())
+        collection = {
+            "id": collection_id, "title": body["title"], "status": "ACTIVE", "object_type": "collections",
+            "parent_id": parent, "is_root": parent is None, "in_collections": [parent] if parent else [],
+            "parents": [parent] if parent else [], "external_id": body.get("external_id"),
+            "storage_id": body.get("storage_id"), "category": body.get("category"),
+            "created_by_user": domain().user_id, "date_created": stamp, "date_modified": stamp,
+            "keyframe_asset_ids": [], "keyframes": [],
+        }  # fmt: skip
+        domain().collections[collection_id] = collection
+        domain().collection_contents[collection_id] = []
+        if parent is not None:
+            domain().collection_contents.setdefault(parent, []).append(("collections", collection_id))
+        return web.json_response(collection, status=201)
 
     async def collection_contents(request: web.Request) -> web.Response:
         collection_id = request.match_info["collection_id"]
@@ -902,6 +965,7 @@ def create_app(
 
     r = app.router
     r.add_post("/_control/iconik/job_outcomes", queue_outcome)
+    r.add_post("/_control/iconik/history", record_history)
     r.add_get("/_downloads/{file_id}", download)
     r.add_get("/API/assets/v1/assets/", list_assets)
     r.add_post("/API/assets/v1/assets/", create_asset)
@@ -909,6 +973,8 @@ def create_app(
     r.add_put("/API/assets/v1/assets/{asset_id}/", update_asset)
     r.add_patch("/API/assets/v1/assets/{asset_id}/", update_asset)
     r.add_get("/API/assets/v1/assets/{asset_id}/history/", asset_history)
+    r.add_get("/API/assets/v1/collections/", list_collections)
+    r.add_post("/API/assets/v1/collections/", create_collection)
     r.add_get("/API/assets/v1/collections/{collection_id}/", get_collection)
     r.add_get("/API/assets/v1/collections/{collection_id}/contents/", collection_contents)
     r.add_post("/API/assets/v1/collections/{collection_id}/contents/", add_collection_content)

@@ -141,6 +141,11 @@ class SlackJobs:
             return await ops.cancel(str(args.ref), user)
         if sub == "audit" and args.asset is None:  # `audit asset <id>` is the "ops.audit" extra
             return await ops.audit(str(args.ref))
+        if sub == "review":
+            reviewed = await self._ctx.runtime.deps.approvals.review_emergency(
+                str(args.ref), reviewer=user, notes=args.reason or "reviewed"
+            )
+            return Reply(f":white_check_mark: Break-glass change {reviewed.human_id} reviewed by <@{user}>.")
         if sub == "rollback":
             return await ops.rollback(str(args.ref), user, emergency_reason=args.emergency_reason,
                                       idempotency_key=key or f"rollback:{args.ref}:{user}")  # fmt: skip

@@ -504,6 +504,47 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
         except Exception:
             log.exception("weekly summary failed")
 
+    async def break_glass_reviews() -> None:
+        """Alert while a break-glass change is past its review deadline; resolve once reviewed."""
+        from sqlalchemy import select
+
+        from bot.alerts.model import AlertEvent
+        from bot.db.models import ChangeRequestRow
+
+        now = clock()
+        async with rt.deps.sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(ChangeRequestRow).where(
+                        ChangeRequestRow.emergency.is_(True),
+                        ChangeRequestRow.review_due_at.is_not(None),
+                        (ChangeRequestRow.reviewed_at.is_(None) & (ChangeRequestRow.review_due_at <= now))
+                        | (ChangeRequestRow.reviewed_at >= now - timedelta(days=1)),
+                    )
+                )
+            ).all()
+        for row in rows:
+            key = f"break-glass-review:{row.human_id}"
+            if row.reviewed_at is not None:
+                await wiring.alerts.ingest(AlertEvent(dedup_key=key, action="resolve", source="workflow"))
+                continue
+            await wiring.alerts.ingest(
+                AlertEvent(
+                    dedup_key=key,
+                    source="workflow",
+                    severity="warning",
+                    environment=row.environment,
+                    system="break-glass",
+                    title=f"Break-glass change {row.human_id} is past its review deadline",
+                    summary=f"{row.kind} of {row.target} in {row.environment} by <@{row.requester}> was due for "
+                    f"review by {row.review_due_at:%Y-%m-%d %H:%M} UTC. An approver reviews it with "
+                    f"`/ops review {row.human_id} <notes>`.",
+                )
+            )
+
+    rt.add_scheduled(
+        break_glass_reviews, seconds=timedelta(minutes=15).total_seconds(), name="break_glass_reviews"
+    )
     rt.add_scheduled(alerts_tick, seconds=1, name="alerts_tick")  # digests can post at 1 msg/s
     rt.add_scheduled(
         credential_duties, seconds=timedelta(minutes=15).total_seconds(), name="credential_duties"

@@ -94,6 +94,7 @@ class OpsSub(StrEnum):
     CANCEL = "cancel"
     AUDIT = "audit"
     ROLLBACK = "rollback"
+    REVIEW = "review"
     ALERTS = "alerts"
     SILENCE = "silence"
     SILENCES = "silences"
@@ -114,6 +115,7 @@ OPS_USAGE: Mapping[OpsSub, str] = {
     OpsSub.CANCEL: "cancel <ID> [reason...]",
     OpsSub.AUDIT: "audit <ID> | audit asset <asset-id>",
     OpsSub.ROLLBACK: 'rollback <ID> [reason...] [--emergency "reason"]',
+    OpsSub.REVIEW: "review <ID> [notes...]",
     OpsSub.ALERTS: "alerts [filter]",
     OpsSub.SILENCE: "silence <matcher=value>... <duration> [reason...]",
     OpsSub.SILENCES: "silences",
@@ -520,7 +522,7 @@ def parse_ops(text: str, *, command: str = "/ops") -> OpsArgs:
             (ref,) = _positionals(args, ["<ID>"], usage)
             _no_more(args[1:], usage)
             return OpsArgs(sub, ref=_request_id(ref, usage))
-        case OpsSub.CANCEL | OpsSub.ROLLBACK:
+        case OpsSub.CANCEL | OpsSub.ROLLBACK | OpsSub.REVIEW:
             (ref,) = _positionals(args, ["<ID>"], usage)
             return OpsArgs(
                 sub, ref=_request_id(ref, usage), reason=_reason(args[1:], usage), emergency_reason=emergency

@@ -58,7 +58,8 @@ def config_for(ot_url: str, confluence_url: str) -> dict[str, Any]:
         "alerts": {"default_channel": "C_ALERTS", "group_wait": "1s", "group_interval": "5s"},
         "policies": [
             {"name": "prod-promotions", "action": "promotion", "environment": "prod",
-             "approvers": {"groups": ["leads"]}, "min_approvals": 2, "requesters": {"groups": ["engineers"]}},
+             "approvers": {"groups": ["leads"]}, "min_approvals": 2, "requesters": {"groups": ["engineers"]},
+             "break_glass": {"users": ["U_REQ"], "review_within": "1h"}},
             {"name": "prod-rotations", "action": "rotation", "environment": "prod",
              "approvers": {"groups": ["leads"]}, "min_approvals": 1},
         ],  # fmt: skip
@@ -218,3 +219,27 @@ async def test_expiring_credentials_warn_their_owner_once(system):
     warnings = [m.text for m in bot.workspace.messages("C_ORDERS") if "orders-edi-prod" in m.text]
     assert len(warnings) == 1 and "expires in" in warnings[0]
     assert wiring is not None
+
+
+async def test_break_glass_is_alerted_until_an_approver_reviews_it(system):
+    bot, _ = system
+    await bot.driver.slash_command("U_REQ", "/promote", f'{ARTIFACT} 2.4.0 test prod --emergency "orders stuck"',
+                                   channel_id="C_ORDERS")  # fmt: skip
+    await bot.settle()
+    request = await bot.service.runtime.deps.approvals.get("PRM-1")
+    assert request.emergency and request.status.value == "succeeded", request.failure_reason
+    duty = next(f for f, _, name in bot.service.runtime._scheduled if name == "break_glass_reviews")
+    wiring = bot.extras["wiring"]  # type: ignore[attr-defined]
+    bot.clock.advance(timedelta(hours=2))
+    await duty()
+    views, _ = await wiring.alerts.list_alerts()
+    assert [v.title for v in views] == ["Break-glass change PRM-1 is past its review deadline"]
+    own = await bot.driver.slash_command("U_REQ", "/ops", "review PRM-1 fine", channel_id="C_ORDERS")
+    await bot.settle()
+    assert any("cannot review their own" in r["text"] for r in await bot.driver.responses(own.response_url_id))
+    review = await bot.driver.slash_command("U_APP1", "/ops", "review PRM-1 checked the job log", channel_id="C_ORDERS")
+    await bot.settle()
+    assert any("reviewed by" in r["text"] for r in await bot.driver.responses(review.response_url_id))
+    await duty()
+    views, _ = await wiring.alerts.list_alerts()
+    assert views == [], "the review resolves the alert"

@@ -49,7 +49,9 @@ def create_bolt_app(ctx: SlackContext, settings: Settings) -> AsyncApp:
         )
 
     app = AsyncApp(
-        name="opsgate",
+        # bolt names a logger after the app and sets its level: keep it out of our "opsgate.*"
+        # namespace, or every opsgate logger would inherit bolt's WARNING.
+        name="slack_bolt.opsgate",
         client=ctx.runtime.slack,
         signing_secret=signing_secret,
         authorize=authorize,

@@ -29,3 +29,17 @@ def test_json_log_lines_redact_secret_keys_and_values(capsys):
     assert lines[0]["headers"]["Authorization"] == REDACTED
     assert "xoxp-999-888" not in lines[1]["event"]
     assert lines[1]["level"] == "warning"
+
+
+async def test_building_the_slack_app_leaves_opsgate_log_levels_alone(tmp_path):
+    from bot.service import build_service
+    from bot.settings import Settings, parse_config
+
+    before = logging.getLogger("opsgate").level
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", opsgate_secret_key_file=tmp_path / "k")
+    service = await build_service(settings, parse_config({"environments": {"prod": {}}}, source="t", env={}))
+    try:
+        assert logging.getLogger("opsgate").level == before
+        assert logging.getLogger("opsgate.connectors.http").getEffectiveLevel() == logging.getLogger().level
+    finally:
+        await service.stop(timeout=1)

@@ -25,6 +25,7 @@ from bot.blocks.text import escape
 from bot.domain.requests import HOLDS_LOCK, ChangeRequest, Clock, RequestStatus
 from bot.settings import OpsgateConfig, SolutionConfig
 from commands.alerts import IncidentPageRequest
+from commands.confluence_lookup import find_named_page, solution_spaces
 from commands.docs_pages import (
     AlertSummary,
     DeploymentSnapshot,
@@ -46,7 +47,7 @@ from commands.release_checklist import ChecklistError, ChecklistRow, normalise_v
 from commands.workflow import PrecheckFailed
 from connectors.base import DocumentStore
 from connectors.confluence import Page, PageWrite
-from connectors.errors import ConnectorError, NotFound
+from connectors.errors import ConnectorError
 from connectors.opentext import ArtifactKind, ArtifactSummary, Deployment, Health
 
 __all__ = [
@@ -281,32 +282,8 @@ class DocsCommands:
         return ReadinessReport(found, tuple(checks), checklist.problems)
 
     async def _checklist_page(self, page: str, space: str | None) -> Page:
-        store = self._store()
-        if page.isascii() and page.isdigit():
-            try:
-                return await store.get_page(page)
-            except NotFound:
-                raise PrecheckFailed(
-                    f"Confluence has no page with id {page} (or opsgate may not see it)."
-                ) from None
-        spaces = (
-            [space]
-            if space
-            else list(dict.fromkeys(s.confluence_space for s in self.config.solutions if s.confluence_space))
-        )
-        if not spaces:
-            raise PrecheckFailed(
-                "No solution has a confluence_space to look for the page in: give a page id."
-            )
-        for key in spaces:
-            try:
-                found = await store.find_page(key, page)
-            except NotFound:
-                continue  # a space we may not see does not hide the page in the next one
-            if found is not None:
-                return found
-        raise PrecheckFailed(
-            f"No page titled '{page}' in {', '.join(spaces)}. Check the title or give the page id."
+        return await find_named_page(
+            self._store(), page, spaces=[space] if space else solution_spaces(self.config)
         )
 
     # --- weekly status ---------------------------------------------------------------------

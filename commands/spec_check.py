@@ -26,6 +26,7 @@ from bot.alerts.model import AlertEvent, Severity
 from bot.alerts.service import IngestResult
 from bot.blocks.text import escape
 from bot.settings import OpsgateConfig
+from commands.confluence_lookup import find_named_page, solution_spaces
 from commands.interface_spec import InterfaceSpec, SpecError, SpecRow, parse_interface_spec
 from commands.ops import Reply
 from commands.release_checklist import normalise_version
@@ -293,34 +294,11 @@ class SpecChecker:
         return self.confluence_for(environment)
 
     def _spaces(self) -> list[str]:
-        return list(dict.fromkeys(s.confluence_space for s in self.config.solutions if s.confluence_space))
+        return solution_spaces(self.config)
 
     async def find_page(self, page: str) -> Page:
         """The page with this id, or this exact title in one of the solutions' spaces."""
-        page = page.strip()
-        store = self._store()
-        if page.isascii() and page.isdigit():
-            try:
-                return await store.get_page(page)
-            except NotFound:
-                raise PrecheckFailed(
-                    f"Confluence has no page with id {page} (or opsgate may not see it)."
-                ) from None
-        spaces = self._spaces()
-        if not spaces:
-            raise PrecheckFailed(
-                "No solution has a confluence_space to look for the page in: give a page id."
-            )
-        for key in spaces:
-            try:
-                found = await store.find_page(key, page)
-            except NotFound:
-                continue  # a space we may not see does not hide the page in the next one
-            if found is not None:
-                return found
-        raise PrecheckFailed(
-            f"No page titled '{page}' in {', '.join(spaces)}. Check the title or give the page id."
-        )
+        return await find_named_page(self._store(), page, spaces=self._spaces())
 
     async def check(self, page: str) -> SpecReport:
         """Read the spec page (id or title) and compare every row with OpenText."""

@@ -43,7 +43,11 @@ class Deps:
         migrate: bool | None = None,
     ) -> Deps:
         """Connect, and on SQLite (single-process default) bring the schema to head first."""
-        engine = create_engine(settings.database_url, **(engine_kwargs or {}))
+        kwargs = dict(engine_kwargs or {})
+        if not is_sqlite(settings.database_url):
+            kwargs.setdefault("pool_size", settings.database_pool_size)
+            kwargs.setdefault("max_overflow", settings.database_max_overflow)
+        engine = create_engine(settings.database_url, **kwargs)
         if migrate if migrate is not None else is_sqlite(settings.database_url):
             await upgrade_async(engine)
         secret_key = resolve_secret_key(settings)

@@ -2,7 +2,8 @@
 
 The job is unique per request (`execute:<ID>`), `start_execution` is a compare-and-set, and each
 workflow step is recorded before its side effect, so a crash or restart resumes the same run
-instead of starting a second one.
+instead of starting a second one. When a run is taken over from a worker that stopped mid-way
+(its job lease ran out), the thread says so and `on_resume` raises an info alert.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from bot.domain.requests import ChangeRequest, RequestStatus
 from bot.jobs import JobContext, PermanentJobError
 from commands.workflow import ExecutionResult, Workflow, WorkflowFailed
 
-__all__ = ["FailureHook", "RequestExecutor", "SlackProgress", "SuccessHook"]
+__all__ = ["FailureHook", "RequestExecutor", "ResumeHook", "SlackProgress", "SuccessHook"]
 
 log = logging.getLogger("opsgate.execution")
 
 FailureHook = Callable[[ChangeRequest, WorkflowFailed], Awaitable[None]]
 SuccessHook = Callable[[ChangeRequest], Awaitable[None]]
+# (request, the step the stopped worker had recorded)
+ResumeHook = Callable[[ChangeRequest, str], Awaitable[None]]
 
 
 class SlackProgress:
@@ -90,9 +93,11 @@ class RequestExecutor:
         *,
         on_failure: FailureHook | None = None,
         on_success: SuccessHook | None = None,
+        on_resume: ResumeHook | None = None,
     ) -> None:
         self._engine = engine
         self.on_success = on_success
+        self.on_resume = on_resume
         self._sessions = sessions
         self._announcer = announcer
         self.workflows = dict(workflows)
@@ -124,6 +129,8 @@ class RequestExecutor:
             )
             return
         progress = SlackProgress(self._sessions, self._announcer, request)
+        if job.reclaimed and job.step is not None:
+            await self._announce_resume(request, job.step, progress)
         try:
             outcome: ExecutionResult = await workflow.execute(request, _JobExecutionContext(job, progress))
         except WorkflowFailed as failure:
@@ -142,3 +149,14 @@ class RequestExecutor:
         done = await self._engine.succeed(ref, result=result, evidence=dict(outcome.evidence))
         if self.on_success is not None:
             await self.on_success(done)
+
+    async def _announce_resume(self, request: ChangeRequest, step: str, progress: SlackProgress) -> None:
+        await progress.step(
+            f"Resumed after a worker stopped during {step}",
+            "Continuing from the recorded step; the steps already done are not repeated.",
+        )
+        if self.on_resume is not None:
+            try:
+                await self.on_resume(request, step)
+            except Exception:  # the alert is a courtesy; the execution must go on
+                log.exception("raising the resume alert failed", extra={"request": request.human_id})

@@ -4,12 +4,19 @@ A handler receives the job's payload and a `JobContext` through which it records
 a crash the next claimant sees the recorded step and continues from there. `TaskSupervisor` is
 for the few things that must happen within Slack's 3-second trigger window and are not worth
 persisting (opening a modal): it keeps references to its tasks and logs their failures.
+
+Leases: a claim holds a job for the lease (120 s, or OPSGATE_JOB_LEASE_SECONDS); the runner renews
+it every third of the lease while the handler runs, so only a stopped process loses its jobs. A
+job whose lease ran out while `running` is claimed again with `JobContext.reclaimed` set.
+On shutdown, jobs that did not finish in time are released (queued again) for the next process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -31,12 +38,31 @@ __all__ = [
     "JobRunner",
     "PermanentJobError",
     "TaskSupervisor",
+    "job_lease",
 ]
 
 log = logging.getLogger("opsgate.jobs")
 
 LEASE = timedelta(seconds=120)
+LEASE_ENV = "OPSGATE_JOB_LEASE_SECONDS"
 MAX_ATTEMPTS = 8
+
+
+def job_lease(env: Mapping[str, str] | None = None) -> timedelta:
+    """The claim lease: OPSGATE_JOB_LEASE_SECONDS if set (a positive number), else 120 s.
+
+    A shorter lease lets a crashed process's jobs resume sooner; renewal keeps live jobs held.
+    """
+    raw = (os.environ if env is None else env).get(LEASE_ENV)
+    if not raw:
+        return LEASE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{LEASE_ENV} must be a number of seconds, not {raw!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"{LEASE_ENV} must be positive, not {raw!r}")
+    return timedelta(seconds=seconds)
 
 
 class PermanentJobError(Exception):
@@ -51,6 +77,8 @@ class JobContext:
     step: str | None
     payload: dict[str, Any]
     _runner: JobRunner
+    # True when the previous claimant stopped while running it (its lease ran out): a crash.
+    reclaimed: bool = False
 
     async def record_step(self, step: str, **payload_updates: Any) -> None:
         """Persist progress before doing the step's side effect, so a resume knows where it was."""
@@ -153,6 +181,8 @@ class JobRunner:
         worker_id: str = "worker",
         concurrency: int = 16,
         jitter: Callable[[], float] = random.random,
+        lease: timedelta | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._sessions = sessions
         self._handlers = dict(handlers)
@@ -160,7 +190,10 @@ class JobRunner:
         self._worker_id = worker_id
         self._concurrency = concurrency
         self._jitter = jitter
+        self._lease = lease if lease is not None else job_lease()
+        self._sleep = sleep  # paces lease renewal
         self._running: set[asyncio.Task[None]] = set()
+        self._unfinished: set[int] = set()  # claimed by this runner, outcome not yet recorded
         self.wake = asyncio.Event()
 
     def register(self, kind: str, handler: JobHandler) -> None:
@@ -176,8 +209,8 @@ class JobRunner:
         if free <= 0:
             return 0
         claimed = await self._claim(free)
-        for job in claimed:
-            task = asyncio.create_task(self._run(job), name=f"job-{job.id}-{job.kind}")
+        for job, reclaimed in claimed:
+            task = asyncio.create_task(self._run(job, reclaimed), name=f"job-{job.id}-{job.kind}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         return len(claimed)
@@ -207,12 +240,28 @@ class JobRunner:
                 waiter.cancel()
 
     async def shutdown(self, timeout: float) -> None:
-        """Let running jobs finish for `timeout` seconds; the rest keep their lease and are reclaimed."""
+        """Let running jobs finish for `timeout` seconds; release the rest so any process claims them now."""
         if self._running:
             _, pending = await asyncio.wait(list(self._running), timeout=timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._unfinished:
+            await self._release(sorted(self._unfinished))
+
+    async def _release(self, job_ids: list[int]) -> None:
+        # Their recorded step stays: the next claimant continues where these stopped.
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_(job_ids), Job.status == "running", Job.locked_by == self._worker_id)
+                    .values(status="queued", lease_until=None, updated_at=self._clock())
+                )
+        except Exception:  # the lease still frees them, only later
+            log.exception("releasing unfinished jobs failed; they are reclaimed when their lease ends")
+            return
+        log.info("released unfinished jobs", extra={"jobs": job_ids})
 
     async def save_progress(self, job_id: int, step: str, payload: Mapping[str, Any]) -> None:
         async with self._sessions() as session, session.begin():
@@ -223,11 +272,29 @@ class JobRunner:
                     step=step,
                     payload=dict(payload),
                     updated_at=self._clock(),
-                    lease_until=self._clock() + LEASE,
+                    lease_until=self._clock() + self._lease,
                 )
             )
 
-    async def _claim(self, limit: int) -> list[Job]:
+    async def _renew_lease(self, job_id: int) -> None:
+        """Heartbeat: keep the claim while the handler runs, however long a step takes."""
+        while True:
+            await self._sleep(self._lease.total_seconds() / 3)
+            try:
+                async with self._sessions() as session, session.begin():
+                    result = await session.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.status == "running", Job.locked_by == self._worker_id)
+                        .values(lease_until=self._clock() + self._lease)
+                    )
+            except Exception:
+                log.warning("renewing a job lease failed; trying again", extra={"job": job_id}, exc_info=True)
+                continue
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                log.warning("job lease lost to another worker", extra={"job": job_id})
+                return
+
+    async def _claim(self, limit: int) -> list[tuple[Job, bool]]:
         now = self._clock()
         async with self._sessions() as session, session.begin():
             due = ((Job.status == "queued") & (Job.run_at <= now)) | (
@@ -242,18 +309,37 @@ class JobRunner:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            claimed = [(job, job.status == "running") for job in jobs]
             for job in jobs:
                 job.status = "running"
                 job.attempts += 1
                 job.locked_by = self._worker_id
-                job.lease_until = now + LEASE
+                job.lease_until = now + self._lease
                 job.updated_at = now
             await session.flush()
-            return list(jobs)
+            return claimed
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, reclaimed: bool = False) -> None:
         handler = self._handlers.get(job.kind)
-        context = JobContext(job.id, job.kind, job.attempts, job.step, dict(job.payload), self)
+        context = JobContext(
+            job.id, job.kind, job.attempts, job.step, dict(job.payload), self, reclaimed=reclaimed
+        )
+        if reclaimed:
+            log.warning(
+                "resuming a job whose worker stopped",
+                extra={"job": job.id, "kind": job.kind, "step": job.step, "attempt": job.attempts},
+            )
+        heartbeat = asyncio.create_task(self._renew_lease(job.id), name=f"lease-{job.id}")
+        self._unfinished.add(job.id)
+        try:
+            await self._handle(job, handler, context)
+            self._unfinished.discard(job.id)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _handle(self, job: Job, handler: JobHandler | None, context: JobContext) -> None:
         try:
             if handler is None:
                 raise PermanentJobError(f"no handler for job kind {job.kind!r}")

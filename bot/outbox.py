@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import ChangeRequestRow, OutboxMessage
@@ -38,6 +39,8 @@ LEASE = timedelta(seconds=60)
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 300.0
 RETRY_AFTER_CAP = 120.0
+# Recording a delivery is retried for about half a lease (1+2+4+8+16 s) before giving up.
+FINISH_ATTEMPTS = 6
 # Slack errors worth retrying even though the call "succeeded" at the HTTP level.
 TRANSIENT_SLACK_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -308,6 +311,27 @@ class OutboxDelivery:
             )
 
     async def _finish(
+        self,
+        row: OutboxMessage,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record the outcome; retried, because a sent message left `sending` is sent again."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                await self._record_outcome(row, status, result=result, error=error)
+                return
+            except (SQLAlchemyError, OSError, TimeoutError):
+                if attempt == FINISH_ATTEMPTS - 1:
+                    raise
+                log.warning("recording a delivery failed; retrying", extra={"id": row.id}, exc_info=True)
+                await asyncio.sleep(
+                    min(BACKOFF_MAX, BACKOFF_INITIAL * 2**attempt) * (0.5 + self._jitter() / 2)
+                )
+
+    async def _record_outcome(
         self,
         row: OutboxMessage,
         status: str,

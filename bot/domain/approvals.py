@@ -776,6 +776,12 @@ class ApprovalEngine:
         reason: str | None = None,
         evidence: Mapping[str, Any] | None = None,
     ) -> None:
+        # The observer's writes (outbox rows, the execute job) go first: appending locks the single
+        # audit head row until commit, and every transition of every process waits for that lock.
+        if self.observer is not None:
+            await self.observer.on_transition(
+                session, await self._view(session, row), event=action, actor=actor
+            )
         await append_event(
             session,
             AuditRecord(
@@ -791,10 +797,6 @@ class ApprovalEngine:
             ),
             self._fingerprinter,
         )
-        if self.observer is not None:
-            await self.observer.on_transition(
-                session, await self._view(session, row), event=action, actor=actor
-            )
 
     async def _view(self, session: AsyncSession, row: ChangeRequestRow) -> ChangeRequest:
         return (await self._views(session, [row]))[0]

@@ -5,7 +5,8 @@ Serves, on one port:
   POST /otdsws/rest/authentication/credentials         OTDS ticket login
   GET|PUT /otdsws/rest/oauthclients/{client_id}        OTDS OAuth client (secret readable/updatable)
   {path_prefix}/...                                    the admin API of docs/opentext-api.md
-plus the shared /_control routes (faults.py) and `POST /_control/opentext/fail-next-job`.
+plus the shared /_control routes (faults.py), `POST /_control/opentext/fail-next-job` and
+`POST /_control/opentext/seed-artifacts {"count": N}` (N more promotable artifacts, for load tests).
 State is seeded with realistic solutions, version histories, deployments and credentials.
 """
 
@@ -25,7 +26,13 @@ from aiohttp import web
 
 from connectors.emulators.faults import add_fault_injection, add_rate_limit
 
-__all__ = ["DEFAULT_PATH_PREFIX", "OpenTextState", "create_app", "opentext_state_of"]
+__all__ = [
+    "DEFAULT_PATH_PREFIX",
+    "OpenTextState",
+    "create_app",
+    "opentext_state_of",
+    "seed_generated_artifacts",
+]
 
 DEFAULT_PATH_PREFIX = "/im-admin/api/v1"
 DEFAULT_TENANT = "acme-integration"
@@ -379,6 +386,47 @@ def seed_state(state: OpenTextState) -> None:
         state.clients[client_id] = Client(client_id, f"{client_id}-secret-v1", frozenset({"read"}), name)
 
 
+GENERATED_MAX = 10_000
+
+
+def seed_generated_artifacts(
+    state: OpenTextState, count: int, *, solution: str = "generated", prefix: str = "artifact"
+) -> list[str]:
+    """Add `count` artifacts `<solution>.<prefix>-NNNNN`, each promotable once from test to prod.
+
+    Every one has versions 1.0.0 (running in prod) and 1.1.0 (running in dev and test), so load
+    tests can run many promotions at once without two of them sharing a target. Returns the ids.
+    """
+    now = state.clock()
+    start = sum(1 for a in state.artifacts.values() if a.solution == solution and a.name.startswith(prefix))
+    created = []
+    for number in range(start + 1, start + count + 1):
+        name = f"{prefix}-{number:05d}"
+        artifact_id = f"{solution}.{name}"
+        versions = [
+            Version("1.1.0", now - timedelta(days=2), "load@acme.example", _checksum(artifact_id, "1.1.0"), "Next"),
+            Version("1.0.0", now - timedelta(days=30), "load@acme.example", _checksum(artifact_id, "1.0.0"), "First"),
+        ]  # fmt: skip
+        state.artifacts[artifact_id] = Artifact(
+            id=artifact_id,
+            solution=solution,
+            kind="map",
+            name=name,
+            description="generated",
+            versions=versions,
+        )
+        for environment, version in (("dev", versions[0]), ("test", versions[0]), ("prod", versions[1])):
+            state.deployments[(environment, artifact_id)] = Deployment(
+                environment=environment,
+                artifact_id=artifact_id,
+                version=version.version,
+                deployed_at=version.created_at,
+                deployed_by="release-bot@acme.example",
+            )
+        created.append(artifact_id)
+    return created
+
+
 _STATE = web.AppKey("opentext_state", OpenTextState)
 
 
@@ -581,6 +629,7 @@ class _Routes:
         router.add_get("/otdsws/rest/oauthclients/{client_id}", self.otds_get_client)
         router.add_put("/otdsws/rest/oauthclients/{client_id}", self.otds_put_client)
         router.add_post("/_control/opentext/fail-next-job", self.control_fail_next_job)
+        router.add_post("/_control/opentext/seed-artifacts", self.control_seed_artifacts)
         router.add_get(f"{p}/health", self.health)
         router.add_get(f"{p}/environments", self.list_environments)
         router.add_get(f"{p}/artifacts", self.list_artifacts)
@@ -750,6 +799,15 @@ class _Routes:
             "message": str(body.get("message", "Target runtime rejected the artifact")),
         }
         return web.json_response({"armed": True})
+
+    async def control_seed_artifacts(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        count = body.get("count")
+        if not isinstance(count, int) or not 1 <= count <= GENERATED_MAX:
+            return api_error(400, "invalid_request", f"count must be 1..{GENERATED_MAX}")
+        solution, prefix = str(body.get("solution") or "generated"), str(body.get("prefix") or "artifact")
+        created = seed_generated_artifacts(self.state, count, solution=solution, prefix=prefix)
+        return web.json_response({"artifacts": created})
 
     # --- admin API ------------------------------------------------------------------------------
 

@@ -23,8 +23,6 @@ import time
 import urllib.parse
 from pathlib import Path
 
-import httpx
-
 from bot.slack_signature import sign
 
 SECRET = "bench-signing-secret"
@@ -101,13 +99,18 @@ async def serve_opsgate(port: int, slack_url: str, db_dir: str, *, role: str = "
         env={},
     )
     settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{db_dir}/bench.db",
+        database_url=os.environ.get("BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{db_dir}/bench.db",
         slack_bot_token=DEFAULT_BOT_TOKEN,
         slack_signing_secret=SECRET,
         slack_api_url=slack_url + "/api/",
         opsgate_secret_key_file=Path(db_dir) / "key",
     )
-    service = await build_service(settings, config, workflows={Action.PROMOTION: SlowPrecheck()})  # type: ignore[dict-item]
+    service = await build_service(
+        settings,
+        config,
+        workflows={Action.PROMOTION: SlowPrecheck()},
+        migrate=role == "web",  # type: ignore[dict-item]
+    )
     if role == "worker":
         # The production topology: workers run the 2 s pre-checks, the web process only acks.
         service.runtime.runner._concurrency = 1000  # 2 s pre-checks pile up: keep them all in flight
@@ -140,11 +143,18 @@ def signed(body: str) -> dict[str, str]:
     }
 
 
-async def load(url: str, *, requests: int, concurrency: int, response_url: str) -> dict[str, float]:
+async def load(
+    url: str, *, requests: int, concurrency: int, response_url: str, rate: float | None = None
+) -> dict[str, float]:
+    """Closed loop (`concurrency` clients, each sends when the last answer came) or, with `rate`,
+    open loop: requests start on a fixed schedule whatever the answers, as Slack sends them."""
+    import aiohttp  # lighter per request than httpx, so the client is not the bottleneck
+
     latencies: list[float] = []
     errors = 0
     counter = iter(range(requests))
-    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=concurrency)) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as client:
 
         async def worker() -> None:
             nonlocal errors
@@ -157,13 +167,37 @@ async def load(url: str, *, requests: int, concurrency: int, response_url: str) 
                     }
                 )  # fmt: skip
                 started = time.perf_counter()
-                response = await client.post(url, content=body, headers=signed(body))
+                async with client.post(url, data=body.encode(), headers=signed(body)) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
                 latencies.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            body = urllib.parse.urlencode(
+                {
+                    "team_id": "T0001", "channel_id": "C_ORDERS", "user_id": "U_REQ", "command": "/promote",
+                    "text": f"artifact-{i} 1.0.{i % 50} test prod bench", "trigger_id": f"bench.{i}.{time.time_ns()}",
+                    "response_url": response_url, "api_app_id": "A0001",
+                }
+            )  # fmt: skip
+            began = time.perf_counter()
+            async with client.post(url, data=body.encode(), headers=signed(body)) as response:
+                await response.read()
+                if response.status != 200:
                     errors += 1
+            latencies.append((time.perf_counter() - began) * 1000)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if rate is None:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            tasks = []
+            for i in range(requests):
+                await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
     latencies.sort()
     return {
@@ -173,6 +207,24 @@ async def load(url: str, *, requests: int, concurrency: int, response_url: str) 
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
     }
+
+
+async def create_pg_database() -> str:
+    import asyncpg
+
+    name = f"opsgate_bench_{os.getpid()}"
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+
+async def drop_pg_database(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    await conn.close()
 
 
 def start(args: list[str]) -> subprocess.Popen[str]:
@@ -192,6 +244,10 @@ def main() -> None:
     parser.add_argument("--port", type=int)
     parser.add_argument("--slack-url")
     parser.add_argument("--db-dir")
+    parser.add_argument(
+        "--postgres", action="store_true", help="use a fresh PostgreSQL database at 127.0.0.1:5432"
+    )
+    parser.add_argument("--rate", type=float, help="open loop: requests per second (default: closed loop)")
     args = parser.parse_args()
     if args.serve == "bare":
         asyncio.run(serve_bare(args.port))
@@ -205,13 +261,28 @@ def main() -> None:
         return
 
     procs = []
+    database = asyncio.run(create_pg_database()) if args.postgres else None
+    if database:
+        os.environ["BENCH_DATABASE_URL"] = database
     with tempfile.TemporaryDirectory() as db_dir:
         try:
             bare_port, slack_port, opsgate_port = free_port(), free_port(), free_port()
             procs.append(start(["--serve", "bare", "--port", str(bare_port)]))
             procs.append(start(["--serve", "slack", "--port", str(slack_port)]))
-            procs.append(start(["--serve", "opsgate", "--port", str(opsgate_port), "--slack-url",
-                                f"http://127.0.0.1:{slack_port}", "--db-dir", db_dir]))
+            procs.append(
+                start(
+                    [
+                        "--serve",
+                        "opsgate",
+                        "--port",
+                        str(opsgate_port),
+                        "--slack-url",
+                        f"http://127.0.0.1:{slack_port}",
+                        "--db-dir",
+                        db_dir,
+                    ]
+                )
+            )
             procs.append(start(["--serve", "opsgate-worker", "--slack-url", f"http://127.0.0.1:{slack_port}",
                                 "--db-dir", db_dir]))  # fmt: skip
             # Answers to response_url go to the emulator (an unknown id: refused once, not retried).
@@ -222,21 +293,40 @@ def main() -> None:
                                  concurrency=args.concurrency, response_url=reply_to))  # fmt: skip
             bare = asyncio.run(load(f"http://127.0.0.1:{bare_port}/slack/events", requests=args.requests,
                                     concurrency=args.concurrency, response_url=reply_to))  # fmt: skip
-            opsgate = asyncio.run(load(f"http://127.0.0.1:{opsgate_port}/slack/events", requests=args.requests,
-                                       concurrency=args.concurrency, response_url=reply_to))  # fmt: skip
+            opsgate = asyncio.run(
+                load(
+                    f"http://127.0.0.1:{opsgate_port}/slack/events",
+                    requests=args.requests,
+                    concurrency=args.concurrency,
+                    response_url=reply_to,
+                )
+            )
+            opsgate_at_rate = (
+                asyncio.run(load(f"http://127.0.0.1:{opsgate_port}/slack/events", requests=args.requests,
+                                 concurrency=args.concurrency, response_url=reply_to, rate=args.rate))
+                if args.rate else None
+            )  # fmt: skip
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=10)
+            if database:
+                asyncio.run(drop_pg_database(database))
     print(
         json.dumps(
             {
                 "benchmark": "ack",
                 "concurrency": args.concurrency,
                 "connector_latency_s": 2.0,
+                "database": "postgresql" if database else "sqlite",
                 "bare": bare,
                 "opsgate": opsgate,
                 "ratio_req_per_s": round(opsgate["req_per_s"] / bare["req_per_s"], 3),
+                **(
+                    {"opsgate_open_loop": {"rate_per_s": args.rate, **opsgate_at_rate}}
+                    if opsgate_at_rate
+                    else {}
+                ),
                 "targets": {"ratio_req_per_s": ">= 0.5", "opsgate_p99_ms": "< 50"},
             },
             indent=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,22 @@ class FakePromotion:
         )
 
 
+async def settle_runtime(rt: Any, clock: FrozenClock) -> None:
+    """Run jobs and deliver the outbox until nothing is left: deterministic, no sleeping.
+
+    Messages waiting on a backoff get the clock moved forward instead of a real wait.
+    """
+    for _ in range(50):
+        await rt.runner.drain()
+        await rt.supervisor.wait(timeout=5)
+        report = await rt.delivery.deliver_due()
+        if not report.attempted and not rt.runner.in_flight and not len(rt.supervisor):
+            if await rt.delivery.pending_count() == 0:
+                return
+            clock.advance(timedelta(seconds=2))
+    raise AssertionError("bot did not settle")
+
+
 @dataclass
 class Bot:
     service: OpsgateService
@@ -85,17 +102,7 @@ class Bot:
         return workspace_of(self.slack_app)
 
     async def settle(self) -> None:
-        """Run jobs and deliver the outbox until nothing is left: deterministic, no sleeping."""
-        rt = self.service.runtime
-        for _ in range(50):
-            await rt.runner.drain()
-            await rt.supervisor.wait(timeout=5)
-            report = await rt.delivery.deliver_due()
-            if not report.attempted and not rt.runner.in_flight and not len(rt.supervisor):
-                if await rt.delivery.pending_count() == 0:
-                    return
-                self.clock.advance(__import__("datetime").timedelta(seconds=2))
-        raise AssertionError("bot did not settle")
+        await settle_runtime(self.service.runtime, self.clock)
 
     def channel(self, channel: str = "C_APPROVALS") -> list[Any]:
         return [m for m in self.workspace.messages(channel) if m.thread_ts in (None, m.ts)]

@@ -33,15 +33,23 @@ async def test_promote_without_arguments_opens_a_modal_that_validates_inline(bot
     [modal] = await bot.driver.open_views("U_REQ")
     assert modal["callback_id"] == ViewId.NEW_PROMOTION
     same_env = {
-        BlockId.ARTIFACT: {ActionId.ARTIFACT_SELECT: {"type": "static_select", "selected_option": {"value": "orders-api"}}},
+        BlockId.ARTIFACT: {
+            ActionId.ARTIFACT_SELECT: {"type": "static_select", "selected_option": {"value": "orders-api"}}
+        },
         BlockId.VERSION: {ActionId.VERSION_INPUT: "1.4.0"},
-        BlockId.FROM_ENV: {ActionId.FROM_ENV_SELECT: {"type": "static_select", "selected_option": {"value": "prod"}}},
-        BlockId.TO_ENV: {ActionId.TO_ENV_SELECT: {"type": "static_select", "selected_option": {"value": "prod"}}},
+        BlockId.FROM_ENV: {
+            ActionId.FROM_ENV_SELECT: {"type": "static_select", "selected_option": {"value": "prod"}}
+        },
+        BlockId.TO_ENV: {
+            ActionId.TO_ENV_SELECT: {"type": "static_select", "selected_option": {"value": "prod"}}
+        },
     }
     refused = await bot.driver.view_submission("U_REQ", modal, same_env)
     assert refused.json()["response_action"] == "errors"
     fixed = dict(same_env)
-    fixed[BlockId.FROM_ENV] = {ActionId.FROM_ENV_SELECT: {"type": "static_select", "selected_option": {"value": "test"}}}
+    fixed[BlockId.FROM_ENV] = {
+        ActionId.FROM_ENV_SELECT: {"type": "static_select", "selected_option": {"value": "test"}}
+    }
     accepted = await bot.driver.view_submission("U_REQ", modal, fixed)
     assert accepted.status == 200 and not accepted.body
     await bot.settle()
@@ -57,6 +65,7 @@ async def test_long_selects_get_suggestions_from_the_options_endpoint(bot):
     import httpx
 
     from bot.slack_signature import sign
+
     from .conftest import SIGNING_SECRET
 
     payload = {"type": "block_suggestion", "action_id": ActionId.ARTIFACT_SELECT.value, "block_id": BlockId.ARTIFACT.value,

@@ -4,7 +4,6 @@ server), requests arrive as envelopes, and the watchdog keeps the connection ali
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ from bot.settings import Settings, parse_config
 from bot.socket_mode import SocketModeRunner, SocketModeStartError
 from commands.workflow import ExecutionContext, ExecutionResult, Preview
 from connectors.emulators.faults import start_app
+
+from .conftest import settle_runtime
 
 # The watchdog's interval here; production uses 30 s.
 CHECK_EVERY = 0.05
@@ -81,17 +82,7 @@ class SocketBot:
         return socket_mode_of(self.slack_app)
 
     async def settle(self) -> None:
-        """Run jobs and deliver the outbox until nothing is left (as tests/e2e/conftest.py does)."""
-        rt = self.service.runtime
-        for _ in range(50):
-            await rt.runner.drain()
-            await rt.supervisor.wait(timeout=5)
-            report = await rt.delivery.deliver_due()
-            if not report.attempted and not rt.runner.in_flight and not len(rt.supervisor):
-                if await rt.delivery.pending_count() == 0:
-                    return
-                self.clock.advance(datetime.timedelta(seconds=2))
-        raise AssertionError("bot did not settle")
+        await settle_runtime(self.service.runtime, self.clock)
 
     def channel(self, channel: str = "C_APPROVALS") -> list[Any]:
         messages = workspace_of(self.slack_app).messages(channel)

@@ -46,23 +46,50 @@ def config_for(ot_url: str, confluence_url: str) -> dict[str, Any]:
         "api_token": "${CONFLUENCE_TOKEN}",
     }  # fmt: skip
     return {
-        "environments": {"test": {"opentext": opentext}, "prod": {"opentext": opentext, "confluence": confluence}},
+        "environments": {
+            "test": {"opentext": opentext},
+            "prod": {"opentext": opentext, "confluence": confluence},
+        },
         "credentials": [
-            {"name": "orders-edi-prod", "environment": "prod", "credential_id": "orders-edi-prod-client",
-             "owner": "U_APP1", "owner_channel": "C_ORDERS", "schedule": "90d", "grace_period": "1h"},
+            {
+                "name": "orders-edi-prod",
+                "environment": "prod",
+                "credential_id": "orders-edi-prod-client",
+                "owner": "U_APP1",
+                "owner_channel": "C_ORDERS",
+                "schedule": "90d",
+                "grace_period": "1h",
+            },
         ],
-        "solutions": [{"name": "orders-edi", "confluence_space": "INT", "artifacts": [ARTIFACT],
-                       "downstream_systems": ["SAP ERP"]}],  # fmt: skip
+        "solutions": [
+            {
+                "name": "orders-edi",
+                "confluence_space": "INT",
+                "artifacts": [ARTIFACT],
+                "downstream_systems": ["SAP ERP"],
+            }
+        ],
         "groups": {"leads": ["U_APP1", "U_APP2"], "engineers": ["U_REQ", "U_APP1", "U_APP2"]},
         "slack": {"approvals_channel": "C_APPROVALS", "alerts_channel": "C_ALERTS"},
         "alerts": {"default_channel": "C_ALERTS", "group_wait": "1s", "group_interval": "5s"},
         "policies": [
-            {"name": "prod-promotions", "action": "promotion", "environment": "prod",
-             "approvers": {"groups": ["leads"]}, "min_approvals": 2, "requesters": {"groups": ["engineers"]},
-             "break_glass": {"users": ["U_REQ"], "review_within": "1h"}},
-            {"name": "prod-rotations", "action": "rotation", "environment": "prod",
-             "approvers": {"groups": ["leads"]}, "min_approvals": 1},
-        ],  # fmt: skip
+            {
+                "name": "prod-promotions",
+                "action": "promotion",
+                "environment": "prod",
+                "approvers": {"groups": ["leads"]},
+                "min_approvals": 2,
+                "requesters": {"groups": ["engineers"]},
+                "break_glass": {"users": ["U_REQ"], "review_within": "1h"},
+            },
+            {
+                "name": "prod-rotations",
+                "action": "rotation",
+                "environment": "prod",
+                "approvers": {"groups": ["leads"]},
+                "min_approvals": 1,
+            },
+        ],
     }
 
 
@@ -120,7 +147,9 @@ async def approve_twice(bot: Bot) -> Any:
 
 async def test_promotion_runs_end_to_end_and_is_documented(system):
     bot, _ = system
-    await bot.driver.slash_command("U_REQ", "/promote", f"{ARTIFACT} 2.4.0 test prod partner GLOBEX", channel_id="C_ORDERS")
+    await bot.driver.slash_command(
+        "U_REQ", "/promote", f"{ARTIFACT} 2.4.0 test prod partner GLOBEX", channel_id="C_ORDERS"
+    )
     await bot.settle()
     [message] = bot.channel()
     assert "2.3.0" in str(message.blocks), "the approval message shows the target's current version"
@@ -131,10 +160,9 @@ async def test_promotion_runs_end_to_end_and_is_documented(system):
     assert links, request.result
     thread = " ".join(bot.thread(message.ts))
     assert "Execution succeeded" in thread
-    async with httpx.AsyncClient() as client:
-        wiring = bot.extras["wiring"]  # type: ignore[attr-defined]
-        confluence = wiring.registry.confluence("prod")
-        page = await confluence.find_page("INT", next(iter(_titles(request))))
+    wiring = bot.extras["wiring"]  # type: ignore[attr-defined]
+    confluence = wiring.registry.confluence("prod")
+    page = await confluence.find_page("INT", next(iter(_titles(request))))
     assert page is not None and "2.4.0" in page.body
     checked, problem = await verify_chain(bot.service.runtime.deps.engine)
     # created, approval recorded, approved, execution started, execution succeeded
@@ -185,7 +213,9 @@ async def test_rotation_through_slack_never_exposes_the_new_secret(system, caplo
 
     caplog.set_level("DEBUG")
     bot, _ = system
-    await bot.driver.slash_command("U_REQ", "/rotate", "orders-edi-prod prod quarterly rotation", channel_id="C_ORDERS")
+    await bot.driver.slash_command(
+        "U_REQ", "/rotate", "orders-edi-prod prod quarterly rotation", channel_id="C_ORDERS"
+    )
     await bot.settle()
     [message] = bot.channel()
     await bot.click("U_APP1", message, ActionId.APPROVE)
@@ -195,7 +225,9 @@ async def test_rotation_through_slack_never_exposes_the_new_secret(system, caplo
     client = opentext_state_of(bot.extras["opentext_app"]).clients["orders-edi-prod"]  # type: ignore[attr-defined]
     new_secret = client.secret
     assert new_secret != "orders-edi-prod-secret-v1", "the rotation changed the secret"
-    slack_text = str([m.model_dump() for ch in bot.workspace.channel_ids() for m in bot.workspace.messages(ch)])
+    slack_text = str(
+        [m.model_dump() for ch in bot.workspace.channel_ids() for m in bot.workspace.messages(ch)]
+    )
     assert new_secret not in slack_text
     assert "hmac-sha256" in slack_text or "fingerprint" in slack_text.lower() or "ROT-1" in slack_text
     dumped = []
@@ -236,8 +268,12 @@ async def test_break_glass_is_alerted_until_an_approver_reviews_it(system):
     assert [v.title for v in views] == ["Break-glass change PRM-1 is past its review deadline"]
     own = await bot.driver.slash_command("U_REQ", "/ops", "review PRM-1 fine", channel_id="C_ORDERS")
     await bot.settle()
-    assert any("cannot review their own" in r["text"] for r in await bot.driver.responses(own.response_url_id))
-    review = await bot.driver.slash_command("U_APP1", "/ops", "review PRM-1 checked the job log", channel_id="C_ORDERS")
+    assert any(
+        "cannot review their own" in r["text"] for r in await bot.driver.responses(own.response_url_id)
+    )
+    review = await bot.driver.slash_command(
+        "U_APP1", "/ops", "review PRM-1 checked the job log", channel_id="C_ORDERS"
+    )
     await bot.settle()
     assert any("reviewed by" in r["text"] for r in await bot.driver.responses(review.response_url_id))
     await duty()

@@ -228,7 +228,7 @@ class MediaLibrary(Protocol):
         job_id: str,
         *,
         poll_interval: float = ...,
-        timeout: float = ...,  # noqa: ASYNC109 - a polling budget, not a deadline on one await
+        timeout: float = ...,
     ) -> IconikJob:
         """Poll the job to a terminal state (FINISHED..., SKIPPED, FAILED, ABORTED)."""
         ...

@@ -36,7 +36,9 @@ async def test_building_the_slack_app_leaves_opsgate_log_levels_alone(tmp_path):
     from bot.settings import Settings, parse_config
 
     before = logging.getLogger("opsgate").level
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", opsgate_secret_key_file=tmp_path / "k")
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'l.db'}", opsgate_secret_key_file=tmp_path / "k"
+    )
     service = await build_service(settings, parse_config({"environments": {"prod": {}}}, source="t", env={}))
     try:
         assert logging.getLogger("opsgate").level == before

@@ -47,7 +47,9 @@ async def test_healthz_is_200_while_the_database_answers(settings):
 
 async def test_healthz_is_503_when_the_database_does_not_answer(settings):
     settings.database_url = "postgresql+asyncpg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
-    deps = await Deps.open(settings, parse_config({"environments": {"prod": {}}}, source="t", env={}), migrate=False)
+    deps = await Deps.open(
+        settings, parse_config({"environments": {"prod": {}}}, source="t", env={}), migrate=False
+    )
     async with TestClient(TestServer(create_web_app(deps))) as client:
         down = await client.get("/healthz")
         assert down.status == 503 and (await down.json())["database"] == "down"

@@ -12,7 +12,11 @@ from bot.leader import SchedulerLeadership
 async def main(url: str, key: int) -> None:
     engine = create_engine(url)
     leadership = SchedulerLeadership(
-        engine, on_elected=lambda: print("leader", flush=True), on_lost=lambda: None, poll_seconds=0.2, key=key
+        engine,
+        on_elected=lambda: print("leader", flush=True),
+        on_lost=lambda: None,
+        poll_seconds=0.2,
+        key=key,
     )
     await leadership.run(asyncio.Event())
 

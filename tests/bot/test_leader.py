@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from bot.db.engine import create_engine
 from bot.leader import SchedulerLeadership
 
@@ -68,7 +66,9 @@ async def test_only_one_postgresql_process_leads_and_a_standby_takes_over(pg_sch
 async def test_standby_takes_over_within_10_seconds_of_a_kill_9(pg_schema):
     key = secrets.randbelow(2**31)
     script = Path(__file__).with_name("leader_process.py")
-    proc = subprocess.Popen([sys.executable, str(script), PG_URL, str(key)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), PG_URL, str(key)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "leader"
         engine = create_engine(PG_URL)

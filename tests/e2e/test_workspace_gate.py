@@ -31,7 +31,9 @@ async def test_other_workspaces_are_refused_and_nothing_is_recorded(database, tm
     )  # fmt: skip
     bot_runner, bot_url = await start_app(service.web)
     try:
-        async with SlackDriver(bot_url + "/slack/events", SIGNING_SECRET, slack_url, team_id="T0001") as driver:
+        async with SlackDriver(
+            bot_url + "/slack/events", SIGNING_SECRET, slack_url, team_id="T0001"
+        ) as driver:
             result = await driver.slash_command("U_REQ", "/promote", "orders-api 1.4.0 test prod")
             assert result.status == 200
             assert "not enabled for this workspace" in result.json()["text"]

@@ -418,7 +418,31 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
             return
         try:
             canto = wiring.registry.canto(config.archive.environment)
-            swept = await sweep_expiring_assets(canto, within_days=EXPIRY_NOTICE_DAYS, now=clock())
+            now = clock()
+            swept = await sweep_expiring_assets(canto, within_days=EXPIRY_NOTICE_DAYS, now=now)
+            # Owners are Canto users, not Slack users: one notice per owner in the alerts channel,
+            # deduplicated per owner and day through the outbox.
+            channel = config.slack.alerts_channel
+            expired = {a.ref for a in swept.expired}
+            for owner, assets in swept.by_owner().items():
+                lines = [
+                    f"• {a.name} (`{a.ref}`): "
+                    + ("expired" if a.ref in expired else f"expires in {a.days_left(now)} day(s)")
+                    for a in assets[:20]
+                ]
+                text = (
+                    f":hourglass: Canto assets of {owner or 'no recorded owner'} at the end of their rights:\n"
+                    + "\n".join(lines)
+                )
+                async with rt.deps.sessions() as session, session.begin():
+                    await rt.outbox.enqueue(
+                        session,
+                        conversation=channel,
+                        method="chat.postMessage",
+                        payload={"channel": channel, "text": text},
+                        dedup_key=f"eol:{owner}:{now:%Y%m%d}",
+                    )
+            rt.kick()
             for spec in archive_specs(swept, config.archive):
                 try:
                     await service.context.requests.open(

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TickReport", "run_tick"]
 
-TICK_LOCK_KEY = 0x6F7073_616C7274  # "ops" "alrt": the advisory lock id of the alert tick
+TICK_LOCK_KEY = 0x616C7274  # "alrt": the advisory lock id of the alert tick, within the schema
 
 
 @dataclass
@@ -91,7 +91,13 @@ async def _tick_lock(session: AsyncSession) -> bool:
     serialises writers anyway."""
     if session.bind is None or session.bind.dialect.name != "postgresql":
         return True
-    return bool(await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": TICK_LOCK_KEY}))
+    # Advisory locks are database-wide: key them by schema too, so installations (or test runs)
+    # in different schemas of one database never block each other's ticks.
+    return bool(
+        await session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(hashtext(current_schema()), :key)"), {"key": TICK_LOCK_KEY}
+        )
+    )
 
 
 # --------------------------------------------------------------------------- silences

@@ -148,7 +148,9 @@ async def test_while_another_worker_ticks_a_tick_skips_instead_of_waiting(harnes
     await harness.trigger("shared")
     harness.clock.advance(timedelta(seconds=30))
     async with database.engine.connect() as other_worker, other_worker.begin():
-        await other_worker.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TICK_LOCK_KEY})
+        await other_worker.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(current_schema()), :k)"), {"k": TICK_LOCK_KEY}
+        )
         skipped = await harness.service.tick()
     assert skipped.posted == 0
     assert (await harness.service.tick()).posted == 1

@@ -21,12 +21,13 @@ import random
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+import orjson
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.db.models import Job
 
@@ -125,48 +126,146 @@ class JobQueue:
         return await session.scalar(statement.returning(Job.id))
 
 
-class JobIntake:
-    """Group commit for the acknowledgement path: concurrent submissions share one transaction.
+_Pending = tuple[str, dict[str, Any], str | None, "asyncio.Future[bool]"]
 
-    Each caller still waits until its job is durably committed before Slack is answered; under
-    load twenty acks cost one write transaction instead of twenty.
+# PostgreSQL: one statement, one round trip, whatever the batch size (arrays, not N value rows);
+# outside a transaction block the statement is its own transaction, durable when it returns.
+_PG_INTAKE = """
+INSERT INTO jobs (kind, payload, status, run_at, attempts, dedup_key, created_at, updated_at)
+SELECT kind, payload::jsonb, 'queued', $4, 0, dedup_key, $4, $4
+FROM unnest($1::text[], $2::text[], $3::text[]) AS batch(kind, payload, dedup_key)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING dedup_key
+"""
+
+
+class JobIntake:
+    """Group commit for the acknowledgement path: concurrent submissions share one INSERT.
+
+    Each caller still waits until its job is durably committed before Slack is answered. This is
+    the only database work an acknowledgement does, so it is kept lean: a connection held for
+    the intake (no pool checkout or ping per ack), one cached statement, and on PostgreSQL one
+    round trip per batch. A failed write is retried once on a fresh connection (the held one
+    may have been cut by a database restart); dedup keys make that retry safe.
     """
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], queue: JobQueue, *, max_batch: int = 256
-    ) -> None:
-        self._sessions = sessions
-        self._queue = queue
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime], *, max_batch: int = 256) -> None:
+        self._engine = engine
+        self._clock = clock
         self._max_batch = max_batch
-        self._pending: list[tuple[str, dict[str, Any], str | None, asyncio.Future[int | None]]] = []
+        self._postgres = engine.dialect.name == "postgresql"
+        self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._connection: AsyncConnection | None = None
+        jobs = cast(Table, Job.__table__)
+        self._insert = (
+            sqlite_insert(jobs)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(jobs.c.dedup_key)
+        )
 
-    async def submit(
-        self, kind: str, payload: Mapping[str, Any], *, dedup_key: str | None = None
-    ) -> int | None:
-        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+    async def submit(self, kind: str, payload: Mapping[str, Any], *, dedup_key: str | None = None) -> bool:
+        """Queue a job; False when a job with `dedup_key` exists already (a retried delivery)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((kind, dict(payload), dedup_key, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="job-intake")
         return await future
 
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._drop_connection()
+
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
-                async with self._sessions() as session, session.begin():
-                    ids = [
-                        await self._queue.enqueue(session, kind=kind, payload=payload, dedup_key=key)
-                        for kind, payload, key, _ in batch
-                    ]
+                accepted = await self._write_with_retry(batch)
             except Exception as exc:
                 for *_, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (*_, future), job_id in zip(batch, ids, strict=True):
+            for (*_, future), ok in zip(batch, accepted, strict=True):
                 if not future.done():
-                    future.set_result(job_id)
+                    future.set_result(ok)
+
+    async def _write_with_retry(self, batch: list[_Pending]) -> list[bool]:
+        try:
+            return await self._write(batch)
+        except Exception:
+            log.warning("job intake write failed; retrying on a fresh connection", exc_info=True)
+            await self._drop_connection()
+            return await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> list[bool]:
+        now = self._clock()
+        rows: list[tuple[str, dict[str, Any], str | None]] = []
+        seen: set[str] = set()
+        for kind, payload, key, _ in batch:
+            if key is not None:
+                if key in seen:
+                    continue  # the same key twice in one batch: the second is a duplicate
+                seen.add(key)
+            rows.append((kind, payload, key))
+        connection = await self._connect()
+        if self._postgres:
+            inserted = await self._write_postgres(connection, rows, now)
+        else:
+            inserted = await self._write_portable(connection, rows, now)
+        answers: list[bool] = []
+        answered: set[str] = set()
+        for _, _, key, _ in batch:
+            answers.append(key is None or (key in inserted and key not in answered))
+            if key is not None:
+                answered.add(key)
+        return answers
+
+    async def _write_postgres(
+        self, connection: AsyncConnection, rows: list[tuple[str, dict[str, Any], str | None]], now: datetime
+    ) -> set[str]:
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        records = await raw.fetch(
+            _PG_INTAKE,
+            [kind for kind, _, _ in rows],
+            [
+                orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+                for _, payload, _ in rows
+            ],
+            [key for _, _, key in rows],
+            now,
+        )
+        return {record[0] for record in records}
+
+    async def _write_portable(
+        self, connection: AsyncConnection, rows: list[tuple[str, dict[str, Any], str | None]], now: datetime
+    ) -> set[str]:
+        values = [
+            {"kind": kind, "payload": payload, "status": "queued", "run_at": now, "attempts": 0,
+             "dedup_key": key, "request_id": None, "created_at": now, "updated_at": now}
+            for kind, payload, key in rows
+        ]  # fmt: skip
+        async with connection.begin():
+            result = await connection.execute(self._insert, values)
+            return {row[0] for row in result if row[0] is not None}
+
+    async def _connect(self) -> AsyncConnection:
+        if self._connection is None or self._connection.closed:
+            connection = await self._engine.connect()
+            if self._postgres:
+                # Statements on the held connection commit as they complete: no BEGIN/COMMIT trips.
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._connection = connection
+        return self._connection
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+                await connection.close()
 
 
 class JobRunner:

@@ -103,7 +103,7 @@ class Runtime:
             http=http,
             metrics=metrics or Metrics(),
             delivery_wake=wake,
-            intake=JobIntake(deps.sessions, jobs),
+            intake=JobIntake(deps.engine, clock),
         )
 
     def register_job(self, kind: str, handler: JobHandler) -> None:
@@ -186,6 +186,7 @@ class Runtime:
         self._stop_scheduler()
         await self.supervisor.wait(timeout=min(2.0, timeout))
         await self.runner.shutdown(timeout=timeout)
+        await self.intake.close()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)

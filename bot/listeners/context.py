@@ -23,8 +23,10 @@ class SlackContext:
     requests: RequestService
     extras: dict[str, Any] = field(default_factory=dict)
 
-    async def enqueue(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None) -> int | None:
-        """Persist the work, then wake the runner: the ack only waits for this insert."""
-        job_id = await self.runtime.intake.submit(kind, payload, dedup_key=dedup_key)
+    async def enqueue(self, kind: str, payload: dict[str, Any], *, dedup_key: str | None) -> bool:
+        """Persist the work, then wake the runner: the ack only waits for this insert.
+
+        False when `dedup_key` was queued before (Slack retried the delivery)."""
+        queued = await self.runtime.intake.submit(kind, payload, dedup_key=dedup_key)
         self.runtime.runner.wake.set()
-        return job_id
+        return queued

@@ -380,3 +380,11 @@ def test_formatting_quotes_what_would_otherwise_be_misread() -> None:
     text = format_text(args)
     assert text == "\"it's \"'\"ok\"' prod '--emergency' \"'x\" --emergency 'a, b'"
     assert parse_rotate(text) == args
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="'\"\u201c\u201d\u201e\u2018\u2019"), max_size=80))
+def test_quote_free_fast_path_splits_exactly_like_the_general_splitter(text: str) -> None:
+    from commands.parsing import _split, _split_quoted
+
+    assert _split(text, "usage") == _split_quoted(text, "usage")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,13 @@ __all__ = [
     "GENESIS_HASH",
     "AuditRecord",
     "ChainBreak",
+    "ChainSegment",
     "ChainVerifier",
     "Fingerprinter",
+    "canonical_bytes",
     "canonical_json",
     "chain_hash",
+    "join_segments",
     "normalise",
     "scrub",
 ]
@@ -40,13 +43,17 @@ SECRET_KEY_PATTERN = re.compile(
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept: the same data always hashes the same.
+def canonical_bytes(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same data always hashes the same.
 
     orjson because verification re-serialises every event: it is several times faster than the
     standard library here, and append and verify share this one function.
     """
-    return orjson.dumps(value, option=_CANONICAL, default=str).decode()
+    return orjson.dumps(value, option=_CANONICAL, default=str)
+
+
+def canonical_json(value: Any) -> str:
+    return canonical_bytes(value).decode()
 
 
 def normalise(value: Any) -> Any:
@@ -82,7 +89,8 @@ class AuditRecord:
 
 
 def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical_json(body)).encode()).hexdigest()
+    """SHA-256 over the previous hash followed by the event's canonical JSON (UTF-8)."""
+    return hashlib.sha256(prev_hash.encode() + canonical_bytes(body)).hexdigest()
 
 
 class Fingerprinter:
@@ -135,18 +143,26 @@ class ChainBreak:
 
 
 class ChainVerifier:
-    """Feed stored events in sequence order; holds O(1) state, so memory does not grow."""
+    """Feed stored events in sequence order; holds O(1) state, so memory does not grow.
 
-    def __init__(self) -> None:
-        self.expected_seq = 1
-        self.prev_hash = GENESIS_HASH
+    `prev_hash=None` verifies a segment from the middle of the chain: its first event's link is
+    recorded (`start_prev_hash`) for `join_segments` to check against the segment before it.
+    """
+
+    def __init__(self, *, first_seq: int = 1, prev_hash: str | None = GENESIS_HASH) -> None:
+        self.expected_seq = first_seq
+        self.prev_hash = prev_hash
         self.count = 0
+        self.first_seen_seq: int | None = None
+        self.start_prev_hash: str | None = None
         self.first_break: ChainBreak | None = None
 
     def feed(self, body: Mapping[str, Any], prev_hash: str, stored_hash: str) -> ChainBreak | None:
         if self.first_break is not None:
             return self.first_break
         seq = int(body["seq"])
+        if self.first_seen_seq is None:
+            self.first_seen_seq = seq
         if seq != self.expected_seq:
             problem = (
                 f"expected event {self.expected_seq} next but found {seq}: "
@@ -156,10 +172,10 @@ class ChainVerifier:
             )
             self.first_break = ChainBreak(self.expected_seq if seq > self.expected_seq else seq, problem)
             return self.first_break
-        if prev_hash != self.prev_hash:
-            self.first_break = ChainBreak(
-                seq, "previous-hash link does not match: events were reordered or replaced"
-            )
+        if self.prev_hash is None:
+            self.start_prev_hash = prev_hash  # checked against the previous segment by join_segments
+        elif prev_hash != self.prev_hash:
+            self.first_break = ChainBreak(seq, LINK_BROKEN)
             return self.first_break
         if chain_hash(prev_hash, body) != stored_hash:
             self.first_break = ChainBreak(seq, "content does not match its hash: the event was edited")
@@ -171,18 +187,75 @@ class ChainVerifier:
 
     def finish(self, head_seq: int, head_hash: str) -> ChainBreak | None:
         """The head row must point at the last event, otherwise the tail was removed."""
-        if self.first_break is not None:
-            return self.first_break
-        if head_seq != self.count or head_hash != self.prev_hash:
-            self.first_break = ChainBreak(
-                self.count + 1,
-                f"the chain ends at event {self.count} but the head records event {head_seq}: "
-                "the newest events were deleted",
-            )
+        if self.first_break is None:
+            self.first_break = _tail_check(self.count, self.prev_hash, head_seq, head_hash)
         return self.first_break
+
+    def segment(self, first_seq: int, last_seq: int | None) -> ChainSegment:
+        return ChainSegment(
+            first_seq=first_seq,
+            last_seq=last_seq,
+            count=self.count,
+            first_seen_seq=self.first_seen_seq,
+            start_prev_hash=self.start_prev_hash,
+            end_hash=self.prev_hash if self.count else None,
+            first_break=self.first_break,
+        )
 
     def feed_all(self, rows: Iterable[tuple[Mapping[str, Any], str, str]]) -> ChainBreak | None:
         for body, prev, stored in rows:
             if self.feed(body, prev, stored):
                 break
         return self.first_break
+
+
+LINK_BROKEN = "previous-hash link does not match: events were reordered or replaced"
+
+
+@dataclass(frozen=True)
+class ChainSegment:
+    """What verifying one range of sequence numbers found (picklable: ranges verify in parallel)."""
+
+    first_seq: int
+    last_seq: int | None  # None: open-ended, to the end of the table
+    count: int  # events verified before the first break (or all of them)
+    first_seen_seq: int | None  # the first stored event in the range, None if the range is empty
+    start_prev_hash: str | None  # the link of a middle segment's first event, to check on joining
+    end_hash: str | None  # hash of the last verified event
+    first_break: ChainBreak | None
+
+
+def join_segments(
+    segments: Sequence[ChainSegment], head_seq: int, head_hash: str
+) -> tuple[int, ChainBreak | None]:
+    """Combine consecutive segments into what one sequential pass would have reported:
+    (events verified, first break). Gaps and links between segments and the head row are
+    checked here."""
+    count = 0
+    linked_to = GENESIS_HASH
+    expected = segments[0].first_seq if segments else 1
+    for segment in segments:
+        found = segment.first_seen_seq
+        if found is None:
+            continue  # an empty range: a gap if anything follows, which the next segment shows
+        if found != expected:
+            problem = f"expected event {expected} next but found {found}: event(s) {expected}..{found - 1} were deleted"
+            return count, ChainBreak(expected, problem)
+        if segment.start_prev_hash is not None and segment.start_prev_hash != linked_to:
+            return count, ChainBreak(found, LINK_BROKEN)
+        if segment.first_break is not None:
+            return count + segment.count, segment.first_break
+        count += segment.count
+        linked_to = segment.end_hash or linked_to
+        expected = found + segment.count
+    return count, _tail_check(count, linked_to, head_seq, head_hash)
+
+
+def _tail_check(count: int, last_hash: str | None, head_seq: int, head_hash: str) -> ChainBreak | None:
+    if head_seq != count or head_hash != last_hash:
+        return ChainBreak(
+            count + 1,
+            f"the chain ends at event {count} but the head records event {head_seq}: "
+            "the newest events were deleted",
+        )
+    return None

@@ -34,6 +34,73 @@ async def test_intact_chain_verifies(database, fingerprinter):
     assert await verify_chain(database.engine) == (5, None)
 
 
+async def test_verification_reads_page_by_page_and_reports_a_break_on_a_later_page(database, fingerprinter):
+    await seed(database, fingerprinter, count=7)
+    assert await verify_chain(database.engine, batch=2) == (7, None)
+    async with database.sessions() as session, session.begin():
+        await session.execute(update(AuditEvent).where(AuditEvent.seq == 6).values(reason="rewritten"))
+    count, problem = await verify_chain(database.engine, batch=2)
+    assert count == 5 and problem is not None and problem.seq == 6
+
+
+async def test_nested_and_non_ascii_evidence_verifies_on_every_backend(database, fingerprinter):
+    """PostgreSQL's JSONB reorders keys and spaces its text: verification must re-canonicalise."""
+    async with database.sessions() as session, session.begin():
+        await append_event(
+            session,
+            AuditRecord(occurred_at=FrozenClock()(), actor="U1", action="asset.released", subject="ünïcode ✓",
+                        evidence={"zeta": {"b": [3, 1], "a": None}, "alpha": "café", "long_key_name": 1.5}),
+            fingerprinter,
+        )  # fmt: skip
+    assert await verify_chain(database.engine) == (1, None)
+
+
+def test_stored_timestamps_read_back_as_the_text_that_was_hashed():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from bot.db.audit_log import _utc_iso
+
+    hashed = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=UTC).isoformat(timespec="microseconds")
+    assert _utc_iso("2026-03-04 05:06:07.000890") == hashed  # SQLite's text, fast path
+    assert _utc_iso("2026-03-04T05:06:07.000890+00:00") == hashed  # any other ISO text
+    assert _utc_iso(datetime(2026, 3, 4, 5, 6, 7, 890)) == hashed  # naive means UTC
+    local = datetime(2026, 3, 4, 7, 6, 7, 890, tzinfo=timezone(timedelta(hours=2)))
+    assert _utc_iso(local) == hashed
+    assert _utc_iso("2026-03-04 05:06:07") == "2026-03-04T05:06:07.000000+00:00"
+
+
+async def test_ranges_verified_in_separate_processes_agree_with_one_pass(database, fingerprinter, monkeypatch):
+    """`opsgate audit verify` splits long trails over processes; the answer must not change."""
+    import asyncio
+
+    from bot.db import audit_log
+
+    monkeypatch.setattr(audit_log, "PARALLEL_MIN_EVENTS", 2)
+    await seed(database, fingerprinter, count=9)
+    kwargs = {"connect_args": database.connect_args} if database.connect_args else {}
+
+    def in_processes() -> tuple[int, object]:
+        return audit_log.verify_chain_in_processes(database.url, processes=3, batch=2, engine_kwargs=kwargs)
+
+    assert await asyncio.to_thread(in_processes) == (9, None)
+    async with database.sessions() as session, session.begin():  # in the last range
+        await session.execute(update(AuditEvent).where(AuditEvent.seq == 8).values(actor="U_MALLORY"))
+    assert await asyncio.to_thread(in_processes) == await verify_chain(database.engine) == (7, ANY_BREAK_AT(8))
+    async with database.sessions() as session, session.begin():  # a whole middle range
+        await session.execute(delete(AuditEvent).where(AuditEvent.seq.between(4, 6)))
+    count, problem = await asyncio.to_thread(in_processes)
+    assert (count, problem) == await verify_chain(database.engine)
+    assert count == 3 and problem is not None and "4..6 were deleted" in problem.problem
+
+
+class ANY_BREAK_AT:  # noqa: N801  (reads as a matcher in an assertion)
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+    def __eq__(self, other: object) -> bool:
+        return getattr(other, "seq", None) == self.seq
+
+
 async def test_edited_event_is_named(database, fingerprinter):
     await seed(database, fingerprinter)
     async with database.sessions() as session, session.begin():

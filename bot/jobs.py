@@ -90,6 +90,18 @@ class JobContext:
 
 JobHandler = Callable[[JobContext], Awaitable[None]]
 
+# Jobs claimed per transaction; the runner claims again at once while it has room.
+CLAIM_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    attempts: int
+    step: str | None
+    payload: dict[str, Any]
+
 
 class JobQueue:
     def __init__(self, clock: Callable[[], datetime]) -> None:
@@ -393,32 +405,45 @@ class JobRunner:
                 log.warning("job lease lost to another worker", extra={"job": job_id})
                 return
 
-    async def _claim(self, limit: int) -> list[tuple[Job, bool]]:
+    async def _claim(self, limit: int) -> list[tuple[ClaimedJob, bool]]:
+        """Two statements, no ORM objects: pick due ids (skipping rows other workers hold), then
+        mark them ours. At most CLAIM_BATCH per transaction keeps each claim short under a backlog."""
         now = self._clock()
+        due = ((Job.status == "queued") & (Job.run_at <= now)) | (
+            (Job.status == "running") & (Job.lease_until <= now)
+        )
         async with self._sessions() as session, session.begin():
-            due = ((Job.status == "queued") & (Job.run_at <= now)) | (
-                (Job.status == "running") & (Job.lease_until <= now)
-            )
-            jobs = (
-                await session.scalars(
-                    select(Job)
+            picked = (
+                await session.execute(
+                    select(Job.id, Job.status)
                     .where(due)
                     .order_by(Job.run_at, Job.id)
-                    .limit(limit)
+                    .limit(min(limit, CLAIM_BATCH))
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            claimed = [(job, job.status == "running") for job in jobs]
-            for job in jobs:
-                job.status = "running"
-                job.attempts += 1
-                job.locked_by = self._worker_id
-                job.lease_until = now + self._lease
-                job.updated_at = now
-            await session.flush()
-            return claimed
+            if not picked:
+                return []
+            was_running = {job_id for job_id, status in picked if status == "running"}
+            rows = (
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_([job_id for job_id, _ in picked]))
+                    .values(
+                        status="running",
+                        attempts=Job.attempts + 1,
+                        locked_by=self._worker_id,
+                        lease_until=now + self._lease,
+                        updated_at=now,
+                    )
+                    .returning(Job.id, Job.kind, Job.attempts, Job.step, Job.payload)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+        claimed = sorted((ClaimedJob(*row) for row in rows), key=lambda job: job.id)
+        return [(job, job.id in was_running) for job in claimed]
 
-    async def _run(self, job: Job, reclaimed: bool = False) -> None:
+    async def _run(self, job: ClaimedJob, reclaimed: bool = False) -> None:
         handler = self._handlers.get(job.kind)
         context = JobContext(
             job.id, job.kind, job.attempts, job.step, dict(job.payload), self, reclaimed=reclaimed
@@ -438,7 +463,7 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
-    async def _handle(self, job: Job, handler: JobHandler | None, context: JobContext) -> None:
+    async def _handle(self, job: ClaimedJob, handler: JobHandler | None, context: JobContext) -> None:
         try:
             if handler is None:
                 raise PermanentJobError(f"no handler for job kind {job.kind!r}")

@@ -81,6 +81,7 @@ async def serve_slack(port: int) -> None:
 async def serve_opsgate(port: int, slack_url: str, db_dir: str, *, role: str = "web") -> None:
     from bot.domain.policy import Action
     from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
+    from bot.runtime import freeze_startup_heap
     from bot.service import build_service
     from bot.settings import Settings, parse_config
     from commands.workflow import Preview
@@ -130,9 +131,11 @@ async def serve_opsgate(port: int, slack_url: str, db_dir: str, *, role: str = "
         # The production topology: workers run the 2 s pre-checks, the web process only acks.
         service.runtime.runner._concurrency = 5000  # 1,000 held workflows plus the 2 s pre-checks
         service.runtime.start_loops(with_scheduler=False)
+        freeze_startup_heap()  # as `opsgate worker` does
         print("ready", flush=True)
         await asyncio.Event().wait()
     service.runtime.start_loops(with_scheduler=False, with_jobs=False)
+    freeze_startup_heap()  # as `opsgate serve` does
     await _run_forever(service.web, port)
 
 

@@ -262,6 +262,7 @@ def audit_export(
 
 
 async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool, socket_mode: bool) -> None:
+    from bot.runtime import freeze_startup_heap
     from bot.service import build_service
     from bot.socket_mode import SocketModeRunner, SocketModeStartError
     from bot.wiring import wire
@@ -274,6 +275,7 @@ async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool
     await site.start()
     # --no-worker: this process only answers Slack and HTTP; workers run jobs, delivery, schedules.
     service.runtime.start_loops(with_scheduler=with_worker, with_jobs=with_worker)
+    freeze_startup_heap()
     socket: SocketModeRunner | None = None
     if socket_mode:
         if settings.slack_app_token is None:
@@ -344,12 +346,14 @@ def worker(cli: CliContext) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
     async def go() -> None:
+        from bot.runtime import freeze_startup_heap
         from bot.service import build_service
         from bot.wiring import wire
 
         service = await build_service(settings, config)
         wiring = await wire(service, settings, config)
         service.runtime.start_loops(with_scheduler=True)
+        freeze_startup_heap()
         click.echo("opsgate worker running (Ctrl-C to stop)", err=True)
         await _wait_for_stop_signal()
         await service.stop(timeout=8.0)

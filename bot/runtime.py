@@ -8,6 +8,7 @@ on SQLite where there is only one process).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -32,7 +33,18 @@ from bot.outbox import Outbox, OutboxDelivery
 from bot.settings import OpsgateConfig, Settings
 from commands.workflow import Workflow
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "freeze_startup_heap"]
+
+
+def freeze_startup_heap() -> None:
+    """Take everything alive after start-up out of the cyclic garbage collector's scans.
+
+    A server's start-up heap (modules, settings, models, compiled statements; ~150k objects)
+    never dies, yet every full collection walked it: ~95 ms with the event loop stopped, which
+    was the tail of the acknowledgement latency. Objects created later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 log = logging.getLogger("opsgate.runtime")
 

@@ -103,3 +103,17 @@ async def test_intake_survives_its_held_connection_being_cut(database, clock):
     assert await intake.submit("k", {"n": 3}, dedup_key="after") is False
     await intake.close()
     assert sorted(job.dedup_key for job in await all_jobs(database)) == ["after", "before"]
+
+
+def test_freezing_the_startup_heap_takes_live_objects_out_of_collections():
+    import gc
+
+    from bot.runtime import freeze_startup_heap
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 10_000  # this test process's modules, at least
+    finally:
+        gc.unfreeze()

@@ -154,6 +154,12 @@ _VERIFY_SQL = (
     "WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :limit"
 )
 _VERIFY_PAGE = text(_VERIFY_SQL)
+# The same for asyncpg; occurred_at comes back as the text AuditRecord.body() hashed.
+_VERIFY_SQL_PG = (
+    "SELECT seq, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), actor, "
+    "action, request_ref, subject, before_status, after_status, reason, evidence, prev_hash, hash "
+    "FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+)
 _NO_UPPER_BOUND = 2**62
 # Below this many events a second process costs more (fork, connect) than it saves.
 PARALLEL_MIN_EVENTS = 100_000
@@ -212,9 +218,22 @@ async def verify_segment(
     verifier = ChainVerifier(first_seq=first_seq, prev_hash=GENESIS_HASH if from_genesis else None)
     upto = _NO_UPPER_BOUND if last_seq is None else last_seq
     async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # asyncpg directly: records instead of SQLAlchemy rows, and PostgreSQL formats the
+            # timestamp (in its own process, in parallel with the hashing here).
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            statement = await raw.prepare(_VERIFY_SQL_PG)
 
-        async def page_after(after: int) -> Sequence[Any]:
-            return (await conn.execute(_VERIFY_PAGE, {"after": after, "upto": upto, "limit": batch})).all()
+            async def page_after(after: int) -> Sequence[Any]:
+                return await statement.fetch(after, upto, batch)  # type: ignore[no-any-return]
+
+        else:
+
+            async def page_after(after: int) -> Sequence[Any]:
+                return (
+                    await conn.execute(_VERIFY_PAGE, {"after": after, "upto": upto, "limit": batch})
+                ).all()
 
         upcoming = asyncio.ensure_future(page_after(first_seq - 1))
         while rows := await upcoming:
@@ -303,6 +322,8 @@ def _feed_page(verifier: ChainVerifier, rows: Sequence[Any]) -> ChainBreak | Non
 def _utc_iso(moment: Any) -> str:
     """The same text AuditRecord.body() hashed, whatever the backend handed back."""
     if isinstance(moment, str):
+        if len(moment) == 32 and moment[10] == "T" and moment.endswith("+00:00"):
+            return moment  # formatted by PostgreSQL already
         # SQLite keeps naive UTC text "YYYY-MM-DD HH:MM:SS.ffffff": rewrite it without parsing.
         if len(moment) == 26 and moment[10] == " ":
             return moment[:10] + "T" + moment[11:] + "+00:00"

@@ -46,6 +46,7 @@ def freeze_startup_heap() -> None:
     gc.collect()
     gc.freeze()
 
+
 log = logging.getLogger("opsgate.runtime")
 
 

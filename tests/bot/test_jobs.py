@@ -20,7 +20,9 @@ async def test_concurrent_acks_share_one_transaction_and_duplicates_are_dropped(
     commits = []
     event.listen(database.engine.sync_engine, "commit", lambda conn: commits.append(1))
     intake = JobIntake(database.engine, clock)
-    queued = await asyncio.gather(*(intake.submit("k", {"n": i}, dedup_key=f"key-{i % 15}") for i in range(20)))
+    queued = await asyncio.gather(
+        *(intake.submit("k", {"n": i}, dedup_key=f"key-{i % 15}") for i in range(20))
+    )
     # Submissions 15..19 repeat keys 0..4 (retried deliveries) within the same batch.
     assert queued == [True] * 15 + [False] * 5
     assert len(commits) < 5, f"{len(commits)} commits for 20 submissions"

@@ -69,7 +69,9 @@ def test_stored_timestamps_read_back_as_the_text_that_was_hashed():
     assert _utc_iso("2026-03-04 05:06:07") == "2026-03-04T05:06:07.000000+00:00"
 
 
-async def test_ranges_verified_in_separate_processes_agree_with_one_pass(database, fingerprinter, monkeypatch):
+async def test_ranges_verified_in_separate_processes_agree_with_one_pass(
+    database, fingerprinter, monkeypatch
+):
     """`opsgate audit verify` splits long trails over processes; the answer must not change."""
     import asyncio
 
@@ -85,7 +87,9 @@ async def test_ranges_verified_in_separate_processes_agree_with_one_pass(databas
     assert await asyncio.to_thread(in_processes) == (9, None)
     async with database.sessions() as session, session.begin():  # in the last range
         await session.execute(update(AuditEvent).where(AuditEvent.seq == 8).values(actor="U_MALLORY"))
-    assert await asyncio.to_thread(in_processes) == await verify_chain(database.engine) == (7, ANY_BREAK_AT(8))
+    assert (
+        await asyncio.to_thread(in_processes) == await verify_chain(database.engine) == (7, ANY_BREAK_AT(8))
+    )
     async with database.sessions() as session, session.begin():  # a whole middle range
         await session.execute(delete(AuditEvent).where(AuditEvent.seq.between(4, 6)))
     count, problem = await asyncio.to_thread(in_processes)
@@ -93,7 +97,7 @@ async def test_ranges_verified_in_separate_processes_agree_with_one_pass(databas
     assert count == 3 and problem is not None and "4..6 were deleted" in problem.problem
 
 
-class ANY_BREAK_AT:  # noqa: N801  (reads as a matcher in an assertion)
+class ANY_BREAK_AT:
     def __init__(self, seq: int) -> None:
         self.seq = seq
 

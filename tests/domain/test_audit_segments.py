@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +40,7 @@ def in_ranges(rows: list[Row], head: tuple[int, str], cuts: list[int], last_seq:
     """Split seq 1..last_seq at `cuts` and verify each range on its own, as the processes do."""
     bounds = [1, *sorted({c for c in cuts if 1 < c <= last_seq}), last_seq + 1]
     segments: list[ChainSegment] = []
-    for index, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for index, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         upper = None if index == len(bounds) - 2 else hi - 1
         verifier = ChainVerifier(first_seq=lo, prev_hash=GENESIS_HASH if index == 0 else None)
         verifier.feed_all(r for r in rows if lo <= r[0]["seq"] and (upper is None or r[0]["seq"] <= upper))

@@ -34,6 +34,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from _pgdb import create_pg_database, drop_pg_database
+
 from bot.slack_signature import sign
 
 SECRET = "bench-signing-secret"
@@ -289,24 +291,6 @@ async def jobs_running(database_url: str) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'running'"))
     finally:
         await conn.close()
-
-
-async def create_pg_database() -> str:
-    import asyncpg
-
-    name = f"opsgate_bench_{os.getpid()}"
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-async def drop_pg_database(url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    await conn.close()
 
 
 def start(args: list[str]) -> subprocess.Popen[str]:

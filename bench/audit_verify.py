@@ -22,6 +22,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
+from _pgdb import create_pg_database, drop_pg_database
 from sqlalchemy import insert, update
 
 from bot.db.engine import create_engine
@@ -106,7 +107,9 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             url = (
-                asyncio.run(create_pg_database()) if args.postgres else f"sqlite+aiosqlite:///{tmp}/audit.db"
+                asyncio.run(create_pg_database("opsgate_bench_audit"))
+                if args.postgres
+                else f"sqlite+aiosqlite:///{tmp}/audit.db"
             )
             try:
                 build_s = asyncio.run(build_chain(url, size))
@@ -131,25 +134,6 @@ def main() -> None:
     print(json.dumps({"benchmark": "audit_verify", "backend": "postgresql" if args.postgres else "sqlite",
                       "cpus": os.cpu_count(), "runs": results,
                       "targets": {"events_per_s": ">= 100000", "memory": "flat with size"}}, indent=2))  # fmt: skip
-
-
-async def create_pg_database() -> str:
-    import asyncpg
-
-    name = f"opsgate_bench_audit_{os.getpid()}"
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-async def drop_pg_database(url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    await conn.close()
 
 
 if __name__ == "__main__":

@@ -283,7 +283,14 @@ class OutboxDelivery:
             if len(value) == 1 and ("$ts_of" in value or "$channel_of" in value):
                 key, ref = next(iter(value.items()))
                 async with self._sessions() as session:
-                    row = await session.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == ref))
+                    # Two columns, not the row: its payload (a whole Block Kit message) is not needed.
+                    row = (
+                        await session.execute(
+                            select(OutboxMessage.status, OutboxMessage.result).where(
+                                OutboxMessage.dedup_key == ref
+                            )
+                        )
+                    ).first()
                 if row is None or row.status == "dead" or (row.status == "sent" and not row.result):
                     raise _Unresolved(f"referenced message {ref!r} was never delivered")
                 if row.status != "sent" or row.result is None:

@@ -16,6 +16,7 @@ connector would.
 Prints JSON: {"bare": {req_per_s, p50_ms, p99_ms}, "opsgate": {...}, "ratio_req_per_s": ...,
 "opsgate_open_loop": {...}}.
 Usage: python bench/ack.py [--postgres] [--requests 3000] [--concurrency 20] [--rounds 3] [--rate 200]
+BENCH_WORKER_NICE=N runs the worker at that CPU niceness (a host shared by web and worker).
 """
 
 from __future__ import annotations

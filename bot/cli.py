@@ -13,16 +13,19 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
-from aiohttp import web
-from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from bot.db.engine import create_engine
+from bot.env_settings import Settings
 from bot.logs import configure_logging
-from bot.settings import ConfigError, OpsgateConfig, Settings, load_config
+
+if TYPE_CHECKING:
+    from bot.settings import OpsgateConfig
+
+# Heavier modules (the configuration models, aiohttp, SQLAlchemy) are imported by the commands
+# that need them, so `opsgate --help` or `opsgate audit verify` start quickly.
 
 __all__ = ["main"]
 
@@ -51,6 +54,8 @@ class CliContext:
         return self._settings
 
     def config(self, *, allow_unset: bool = False) -> OpsgateConfig:
+        from bot.settings import ConfigError, load_config
+
         try:
             return load_config(self.settings.opsgate_config, allow_unset=allow_unset or self._allow_unset)
         except ConfigError as exc:
@@ -125,6 +130,8 @@ def check(cli: CliContext, allow_unset: bool) -> None:
 @main.command()
 def keygen() -> None:
     """Print a new OPSGATE_SECRET_KEY (Fernet key)."""
+    from cryptography.fernet import Fernet
+
     click.echo(Fernet.generate_key().decode())
 
 
@@ -162,6 +169,7 @@ def db_downgrade(cli: CliContext, revision: str) -> None:
 @pass_ctx
 def db_current(cli: CliContext) -> None:
     """Show the schema revision of the database and of this code."""
+    from bot.db.engine import create_engine
     from bot.db.migrate import current_revision, head_revision
 
     async def go() -> str | None:
@@ -239,6 +247,8 @@ def audit_export(
             raise click.UsageError("give --asset or --subject, not both")
         subject = f"{MEDIA_SUBJECT_PREFIX}{asset}"
 
+    from bot.db.engine import create_engine
+
     async def go() -> int:
         engine = create_engine(cli.settings.database_url)
         count = 0
@@ -262,6 +272,8 @@ def audit_export(
 
 
 async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool, socket_mode: bool) -> None:
+    from aiohttp import web
+
     from bot.runtime import freeze_startup_heap
     from bot.service import build_service
     from bot.socket_mode import SocketModeRunner, SocketModeStartError

@@ -59,6 +59,26 @@ def test_example_config_is_valid_when_its_variables_are_set():
     assert opentext.client_secret.get_secret_value() == "x"
 
 
+def test_allow_unset_lets_the_example_validate_without_its_secrets(tmp_path):
+    """`make serve` checks the example file with --allow-unset on a machine without the secrets."""
+    config = load_config(EXAMPLE, env={}, allow_unset=True)
+    opentext = config.environments["test"].opentext
+    assert opentext is not None and opentext.client_secret is not None
+    assert opentext.client_secret.get_secret_value() == "<OT_TEST_CLIENT_SECRET unset>"
+    command = [sys.executable, "-m", "bot.cli", "--config", str(EXAMPLE), "--allow-unset", "check"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    trial = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
+    assert trial.returncode == 0, trial.stderr
+    assert "is valid" in trial.stdout
+    strict = subprocess.run([c for c in command if c != "--allow-unset"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, check=False)  # fmt: skip
+    assert strict.returncode == 2
+    assert (
+        "environments.test.opentext.client_secret: environment variable OT_TEST_CLIENT_SECRET is not set"
+        in (strict.stderr)
+    )
+
+
 def test_min_approvals_below_one_names_the_key_path(tmp_path):
     assert problems(tmp_path, MINIMAL) == ["policies[2].min_approvals: must be >= 1"]
 

@@ -20,7 +20,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot.db.engine import create_engine
+from bot.db.engine import READ_ONLY, create_engine
 from bot.db.models import AuditEvent, AuditHead
 from bot.domain.audit import (
     GENESIS_HASH,
@@ -130,6 +130,7 @@ async def iter_events(
     """Keyset pagination by seq so memory stays flat however long the trail is."""
     last = 0
     async with engine.connect() as conn:
+        await conn.execution_options(**{READ_ONLY: True})
         session = AsyncSession(bind=conn)
         while True:
             query = select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
@@ -218,6 +219,7 @@ async def verify_segment(
     verifier = ChainVerifier(first_seq=first_seq, prev_hash=GENESIS_HASH if from_genesis else None)
     upto = _NO_UPPER_BOUND if last_seq is None else last_seq
     async with engine.connect() as conn:
+        await conn.execution_options(**{READ_ONLY: True})
         if engine.dialect.name == "postgresql":
             # asyncpg directly: records instead of SQLAlchemy rows, and PostgreSQL formats the
             # timestamp (in its own process, in parallel with the hashing here).

@@ -9,7 +9,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-__all__ = ["create_engine", "create_session_factory", "is_sqlite"]
+__all__ = ["READ_ONLY", "create_engine", "create_session_factory", "is_sqlite"]
+
+# Execution option for connections that only read: on SQLite they skip the write lock.
+READ_ONLY = "opsgate_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -45,7 +48,11 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers that never write (audit verify and export) must not queue writers behind
+            # them for the length of a long scan: theirs is a plain deferred BEGIN.
+            conn.exec_driver_sql(
+                "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+            )
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -105,6 +105,30 @@ class ANY_BREAK_AT:
         return getattr(other, "seq", None) == self.seq
 
 
+async def test_reading_the_trail_does_not_hold_writers_back(database, fingerprinter):
+    """An export or verification of a long trail is a long read: on SQLite it must not take the
+    write lock (BEGIN IMMEDIATE), or every acknowledgement would wait behind it."""
+    import asyncio
+
+    from bot.db.audit_log import iter_events
+
+    await seed(database, fingerprinter, count=4)
+    events = iter_events(database.engine, batch=2)
+    first = await anext(events)  # the reader's transaction is open now
+    assert first.seq == 1
+
+    async def append_one() -> None:
+        async with database.sessions() as session, session.begin():
+            await append_event(
+                session, AuditRecord(occurred_at=FrozenClock()(), actor="U9", action="x"), fingerprinter
+            )
+
+    await asyncio.wait_for(append_one(), timeout=5)
+    # The reader goes on: SQLite keeps its snapshot, PostgreSQL's later pages see the new event.
+    assert [e.seq async for e in events] in ([2, 3, 4], [2, 3, 4, 5])
+    assert await verify_chain(database.engine) == (5, None)
+
+
 async def test_edited_event_is_named(database, fingerprinter):
     await seed(database, fingerprinter)
     async with database.sessions() as session, session.begin():

@@ -275,9 +275,15 @@ class JobIntake:
     async def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
-                await connection.close()
+            # Shielded: a shutdown that runs out of time must not leave the connection half
+            # closed for the pool to reset later from a cancelled task.
+            await asyncio.shield(self._close(connection))
+
+    @staticmethod
+    async def _close(connection: AsyncConnection) -> None:
+        with contextlib.suppress(Exception):
+            await connection.invalidate()
+            await connection.close()
 
 
 class JobRunner:

@@ -197,11 +197,18 @@ class Runtime:
         """Stop claiming, let running jobs finish within `timeout`, leave the rest claimable."""
         self.stop_event.set()
         self._stop_scheduler()
+        # Acknowledgements have stopped (the HTTP server or socket closed first): give the
+        # intake's held connection back now, before anything below can run out of time.
+        await asyncio.shield(self.intake.close())
         await self.supervisor.wait(timeout=min(2.0, timeout))
-        await self.runner.shutdown(timeout=timeout)
-        await self.intake.close()
-        for loop in self._loops:
-            loop.cancel()
+        # The loops see stop_event and leave between passes (claiming nothing more); cancelling
+        # one inside a database transaction would interrupt its rollback too if shutdown is
+        # itself cut short. Then the jobs already started get their time and are released.
+        if self._loops:
+            _, pending = await asyncio.wait(self._loops, timeout=min(2.0, timeout))
+            for loop in pending:
+                loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.runner.shutdown(timeout=timeout)
         await self.http.aclose()
         await self.deps.close()

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.db.engine import json_dumps
 from bot.db.models import Job
 
 __all__ = [
@@ -214,25 +214,22 @@ class JobIntake:
     async def _write(self, batch: list[_Pending]) -> list[bool]:
         now = self._clock()
         rows: list[tuple[str, dict[str, Any], str | None]] = []
+        first: list[bool] = []  # per submission: not a repeat of a key earlier in this batch
         seen: set[str] = set()
         for kind, payload, key, _ in batch:
+            first.append(key is None or key not in seen)
+            if first[-1]:
+                rows.append((kind, payload, key))
             if key is not None:
-                if key in seen:
-                    continue  # the same key twice in one batch: the second is a duplicate
                 seen.add(key)
-            rows.append((kind, payload, key))
         connection = await self._connect()
         if self._postgres:
             inserted = await self._write_postgres(connection, rows, now)
         else:
             inserted = await self._write_portable(connection, rows, now)
-        answers: list[bool] = []
-        answered: set[str] = set()
-        for _, _, key, _ in batch:
-            answers.append(key is None or (key in inserted and key not in answered))
-            if key is not None:
-                answered.add(key)
-        return answers
+        return [
+            ok and (key is None or key in inserted) for (_, _, key, _), ok in zip(batch, first, strict=True)
+        ]
 
     async def _write_postgres(
         self, connection: AsyncConnection, rows: list[tuple[str, dict[str, Any], str | None]], now: datetime
@@ -242,10 +239,7 @@ class JobIntake:
         records = await raw.fetch(
             _PG_INTAKE,
             [kind for kind, _, _ in rows],
-            [
-                orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
-                for _, payload, _ in rows
-            ],
+            [json_dumps(payload) for _, payload, _ in rows],
             [key for _, _, key in rows],
             now,
         )

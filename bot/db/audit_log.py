@@ -161,15 +161,14 @@ _VERIFY_SQL_PG = (
     "action, request_ref, subject, before_status, after_status, reason, evidence, prev_hash, hash "
     "FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
 )
-_NO_UPPER_BOUND = 2**62
 # Below this many events a second process costs more (fork, connect) than it saves.
 PARALLEL_MIN_EVENTS = 100_000
 
 
 async def verify_chain(engine: AsyncEngine, *, batch: int = 20000) -> tuple[int, ChainBreak | None]:
     """Returns (events checked, first break or None), verifying in this process."""
-    segment = await verify_segment(engine, first_seq=1, last_seq=None, batch=batch)
-    head_seq, head_hash = await _head(engine)
+    first, last, head_seq, head_hash = await _bounds(engine)
+    segment = await verify_segment(engine, first_seq=first, last_seq=last, batch=batch)
     return join_segments([segment], head_seq, head_hash)
 
 
@@ -182,13 +181,12 @@ def verify_chain_in_processes(
     the links between ranges and the head, so the answer (count and first break, with the
     same wording) is the one a single sequential pass gives. Not called from a running loop.
     """
-    first, last, head_seq, head_hash = asyncio.run(_bounds(database_url, engine_kwargs or {}))
+    first, last, head_seq, head_hash = asyncio.run(_bounds_of(database_url, engine_kwargs or {}))
     if processes <= 1 or last - first + 1 < PARALLEL_MIN_EVENTS:
-        ranges: list[tuple[int, int | None]] = [(first, None)]
+        ranges = [(first, last)]
     else:
         step = -(-(last - first + 1) // processes)
         ranges = [(lo, min(lo + step - 1, last)) for lo in range(first, last + 1, step)]
-        ranges[-1] = (ranges[-1][0], None)  # the last range reads to the end, whatever arrived since
     jobs = [
         (database_url, engine_kwargs or {}, lo, hi, index == 0, batch)
         for index, (lo, hi) in enumerate(ranges)
@@ -206,18 +204,17 @@ async def verify_segment(
     engine: AsyncEngine,
     *,
     first_seq: int,
-    last_seq: int | None,
+    last_seq: int,
     batch: int = 20000,
     from_genesis: bool = True,
 ) -> ChainSegment:
-    """Verify the stored events with first_seq <= seq <= last_seq (None: to the end).
+    """Verify the stored events with first_seq <= seq <= last_seq.
 
     Keyset pages of plain tuples, each page's query sent before the previous page is hashed
     (the database, or aiosqlite's thread, fetches while this process hashes), so memory holds
     two pages however long the trail is.
     """
     verifier = ChainVerifier(first_seq=first_seq, prev_hash=GENESIS_HASH if from_genesis else None)
-    upto = _NO_UPPER_BOUND if last_seq is None else last_seq
     async with engine.connect() as conn:
         await conn.execution_options(**{READ_ONLY: True})
         if engine.dialect.name == "postgresql":
@@ -228,13 +225,13 @@ async def verify_segment(
             statement = await raw.prepare(_VERIFY_SQL_PG)
 
             async def page_after(after: int) -> Sequence[Any]:
-                return await statement.fetch(after, upto, batch)  # type: ignore[no-any-return]
+                return await statement.fetch(after, last_seq, batch)  # type: ignore[no-any-return]
 
         else:
 
             async def page_after(after: int) -> Sequence[Any]:
                 return (
-                    await conn.execute(_VERIFY_PAGE, {"after": after, "upto": upto, "limit": batch})
+                    await conn.execute(_VERIFY_PAGE, {"after": after, "upto": last_seq, "limit": batch})
                 ).all()
 
         upcoming = asyncio.ensure_future(page_after(first_seq - 1))
@@ -244,28 +241,35 @@ async def verify_segment(
             if _feed_page(verifier, rows):
                 await upcoming  # finish it rather than cancel a query on a live connection
                 break
-    return verifier.segment(first_seq, last_seq)
+    return verifier.segment(first_seq)
 
 
-async def _head(engine: AsyncEngine) -> tuple[int, str]:
+# One statement, so one snapshot: the head and the newest event agree even while the bot
+# appends; events appended after it are outside the verified range, not a broken tail.
+_BOUNDS = text(
+    "SELECT (SELECT min(seq) FROM audit_events), (SELECT max(seq) FROM audit_events), seq, hash "
+    "FROM audit_head WHERE id = 1"
+)
+
+
+async def _bounds(engine: AsyncEngine) -> tuple[int, int, int, str]:
+    """(first seq to verify, last seq to verify, head seq, head hash)."""
     async with engine.connect() as conn:
-        head = (await conn.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
-    return int(head.seq), str(head.hash)
+        await conn.execution_options(**{READ_ONLY: True})
+        low, high, head_seq, head_hash = (await conn.execute(_BOUNDS)).one()
+    return min(1, 1 if low is None else low), 0 if high is None else high, int(head_seq), str(head_hash)
 
 
-async def _bounds(database_url: str, engine_kwargs: dict[str, Any]) -> tuple[int, int, int, str]:
+async def _bounds_of(database_url: str, engine_kwargs: dict[str, Any]) -> tuple[int, int, int, str]:
     engine = create_engine(database_url, **engine_kwargs)
     try:
-        async with engine.connect() as conn:
-            low, high = (await conn.execute(text("SELECT min(seq), max(seq) FROM audit_events"))).one()
-        head_seq, head_hash = await _head(engine)
+        return await _bounds(engine)
     finally:
         await engine.dispose()
-    return min(1, low if low is not None else 1), high if high is not None else 0, head_seq, head_hash
 
 
 def _verify_range(
-    database_url: str, engine_kwargs: dict[str, Any], first: int, last: int | None, genesis: bool, batch: int
+    database_url: str, engine_kwargs: dict[str, Any], first: int, last: int, genesis: bool, batch: int
 ) -> ChainSegment:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
@@ -286,17 +290,17 @@ def _verify_range(
     return asyncio.run(go())
 
 
-def _verify_sqlite_range(path: Path, first: int, last: int | None, genesis: bool, batch: int) -> ChainSegment:
+def _verify_sqlite_range(path: Path, first: int, last: int, genesis: bool, batch: int) -> ChainSegment:
     """SQLite through the standard library, read-only: in a process of its own there is nothing
     to wait for, and skipping aiosqlite's thread hop per page makes verification ~40% faster."""
     verifier = ChainVerifier(first_seq=first, prev_hash=GENESIS_HASH if genesis else None)
-    page = {"after": first - 1, "upto": _NO_UPPER_BOUND if last is None else last, "limit": batch}
+    page = {"after": first - 1, "upto": last, "limit": batch}
     with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as conn:
         while rows := conn.execute(_VERIFY_SQL, page).fetchall():
             if _feed_page(verifier, rows):
                 break
             page["after"] = rows[-1][0]
-    return verifier.segment(first, last)
+    return verifier.segment(first)
 
 
 def _feed_page(verifier: ChainVerifier, rows: Sequence[Any]) -> ChainBreak | None:

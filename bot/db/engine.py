@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-__all__ = ["READ_ONLY", "create_engine", "create_session_factory", "is_sqlite"]
+__all__ = ["READ_ONLY", "create_engine", "create_session_factory", "is_sqlite", "json_dumps"]
 
 # Execution option for connections that only read: on SQLite they skip the write lock.
 READ_ONLY = "opsgate_read_only"
@@ -19,7 +19,8 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
+    """How JSON columns are written (orjson); also used where a statement bypasses the types."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
@@ -30,7 +31,7 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
     write lock up front; a deferred transaction that reads then writes can otherwise fail with
     "database is locked" when another writer got in between.
     """
-    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30, **kwargs.get("connect_args", {})}

@@ -164,13 +164,11 @@ class ChainVerifier:
         if self.first_seen_seq is None:
             self.first_seen_seq = seq
         if seq != self.expected_seq:
-            problem = (
-                f"expected event {self.expected_seq} next but found {seq}: "
-                f"event(s) {self.expected_seq}..{seq - 1} were deleted"
+            self.first_break = (
+                _deleted(self.expected_seq, seq)
                 if seq > self.expected_seq
-                else "out of order"
+                else ChainBreak(seq, "out of order")
             )
-            self.first_break = ChainBreak(self.expected_seq if seq > self.expected_seq else seq, problem)
             return self.first_break
         if self.prev_hash is None:
             self.start_prev_hash = prev_hash  # checked against the previous segment by join_segments
@@ -191,10 +189,9 @@ class ChainVerifier:
             self.first_break = _tail_check(self.count, self.prev_hash, head_seq, head_hash)
         return self.first_break
 
-    def segment(self, first_seq: int, last_seq: int | None) -> ChainSegment:
+    def segment(self, first_seq: int) -> ChainSegment:
         return ChainSegment(
             first_seq=first_seq,
-            last_seq=last_seq,
             count=self.count,
             first_seen_seq=self.first_seen_seq,
             start_prev_hash=self.start_prev_hash,
@@ -217,7 +214,6 @@ class ChainSegment:
     """What verifying one range of sequence numbers found (picklable: ranges verify in parallel)."""
 
     first_seq: int
-    last_seq: int | None  # None: open-ended, to the end of the table
     count: int  # events verified before the first break (or all of them)
     first_seen_seq: int | None  # the first stored event in the range, None if the range is empty
     start_prev_hash: str | None  # the link of a middle segment's first event, to check on joining
@@ -239,8 +235,7 @@ def join_segments(
         if found is None:
             continue  # an empty range: a gap if anything follows, which the next segment shows
         if found != expected:
-            problem = f"expected event {expected} next but found {found}: event(s) {expected}..{found - 1} were deleted"
-            return count, ChainBreak(expected, problem)
+            return count, _deleted(expected, found)
         if segment.start_prev_hash is not None and segment.start_prev_hash != linked_to:
             return count, ChainBreak(found, LINK_BROKEN)
         if segment.first_break is not None:
@@ -249,6 +244,13 @@ def join_segments(
         linked_to = segment.end_hash or linked_to
         expected = found + segment.count
     return count, _tail_check(count, linked_to, head_seq, head_hash)
+
+
+def _deleted(expected: int, found: int) -> ChainBreak:
+    return ChainBreak(
+        expected,
+        f"expected event {expected} next but found {found}: event(s) {expected}..{found - 1} were deleted",
+    )
 
 
 def _tail_check(count: int, last_hash: str | None, head_seq: int, head_hash: str) -> ChainBreak | None:

@@ -44,7 +44,7 @@ def in_ranges(rows: list[Row], head: tuple[int, str], cuts: list[int], last_seq:
         upper = None if index == len(bounds) - 2 else hi - 1
         verifier = ChainVerifier(first_seq=lo, prev_hash=GENESIS_HASH if index == 0 else None)
         verifier.feed_all(r for r in rows if lo <= r[0]["seq"] and (upper is None or r[0]["seq"] <= upper))
-        segments.append(verifier.segment(lo, upper))
+        segments.append(verifier.segment(lo))
     return join_segments(segments, *head)
 
 

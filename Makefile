@@ -25,12 +25,13 @@ serve: install
 
 ## The whole test suite: SQLite always, PostgreSQL too when 127.0.0.1:5432 answers.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bot commands connectors
+	$(BIN)/lint-imports
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done

@@ -37,7 +37,7 @@ from typing import Any
 
 from _pgdb import create_pg_database, drop_pg_database
 
-from bot.slack_signature import sign
+from bot.web.slack_signature import sign
 
 SECRET = "bench-signing-secret"
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,11 +82,11 @@ async def serve_slack(port: int) -> None:
 
 
 async def serve_opsgate(port: int, slack_url: str, db_dir: str, *, role: str = "web") -> None:
+    from bot.config.opsgate import Settings, parse_config
     from bot.domain.policy import Action
     from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
-    from bot.runtime import freeze_startup_heap
-    from bot.service import build_service
-    from bot.settings import Settings, parse_config
+    from bot.wiring.runtime import freeze_startup_heap
+    from bot.wiring.service import build_service
     from commands.workflow import Preview
 
     class SlowPrecheck:

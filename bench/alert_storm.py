@@ -40,10 +40,9 @@ from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.alerts.config import AlertsConfig
-from bot.alerts.http import add_alert_routes
-from bot.alerts.models import AlertRow
 from bot.alerts.service import AlertService
+from bot.config.alerts import AlertsConfig
+from bot.db.alert_models import AlertRow
 from bot.db.engine import create_engine, create_session_factory
 from bot.db.migrate import upgrade_async
 from bot.db.models import OutboxMessage
@@ -52,7 +51,8 @@ from bot.emulators.slack import create_app
 from bot.emulators.slack_control import workspace_of
 from bot.emulators.slack_records import ChannelMessage
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN, SlackChannel
-from bot.outbox import DeliveryReport, Outbox, OutboxDelivery
+from bot.jobs.outbox import DeliveryReport, Outbox, OutboxDelivery
+from bot.web.alerts import add_alert_routes
 from connectors.emulators.faults import start_app
 
 TOKEN = "bench-ingest-token"

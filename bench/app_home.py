@@ -21,10 +21,10 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from bot.config.opsgate import Settings, parse_config
 from bot.db.models import ChangeRequestRow
 from bot.domain.policy import ApproverSet, PolicyRule
-from bot.service import build_service
-from bot.settings import Settings, parse_config
+from bot.wiring.service import build_service
 
 USERS = [f"U{i:03d}" for i in range(200)]
 STATUSES = (

@@ -187,11 +187,11 @@ async def finished(engine: Any, refs: list[str]) -> dict[str, int]:
 async def run_bot(
     args: argparse.Namespace, urls: dict[str, str], refs: list[str], workdir: Path
 ) -> dict[str, Any]:
+    from bot.config.opsgate import Settings, parse_config
     from bot.db.engine import create_engine
     from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
-    from bot.service import build_service
-    from bot.settings import Settings, parse_config
-    from bot.wiring import wire
+    from bot.wiring.root import wire
+    from bot.wiring.service import build_service
     from connectors.emulators import canto, confluence, iconik
 
     secrets = {

@@ -57,30 +57,29 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     StringConstraints,
     ValidationError,
-    field_validator,
 )
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.blocks.text import escaped, format_utc
+from bot.config.asset_requests import AssetRequestSettings
+from bot.config.limits import MAX_JOB_ATTEMPTS
 from bot.db.asset_request_models import AssetRequestAssetRow, AssetRequestRow
 from bot.db.audit_log import append_event
+from bot.db.upsert import insert_into
 from bot.domain.audit import AuditRecord, Fingerprinter, canonical_json
-from bot.jobs import MAX_ATTEMPTS, JobContext, JobHandler, JobQueue, PermanentJobError
-from bot.outbox import Outbox
-from bot.webhooks import WebhookDelivery
+from bot.jobs.outbox import Outbox
+from bot.jobs.queue import JobContext, JobHandler, JobQueue, PermanentJobError
+from bot.web.webhooks import WebhookDelivery
 from connectors.canto import CantoApproval, CantoAsset, CantoAssetRef, CantoPropertyUpdate, CantoTreeNode
 from connectors.errors import BadRequest, Conflict, ConnectorError, Forbidden, NotFound
 
 if TYPE_CHECKING:
-    from bot.service import OpsgateService
-    from bot.settings import OpsgateConfig
-    from bot.wiring import Wiring
+    from bot.config.opsgate import OpsgateConfig
+    from bot.wiring.root import Wiring
+    from bot.wiring.service import OpsgateService
     from commands.ops import Reply
     from commands.parsing import OpsArgs
 
@@ -123,48 +122,6 @@ _REF = re.compile(r"AR-0*([0-9]{1,12})", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-def _http_prefix(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} must be an http(s) URL with a host")
-    if not parts.path.endswith("/") or parts.query or parts.fragment or parts.username:
-        # Without the trailing slash "https://h/hooks" would also allow "https://h/hooks-evil".
-        raise ValueError(f"{value!r} must end with '/' and carry no query, fragment or user")
-    return value
-
-
-class AssetRequestSettings(BaseModel):
-    """`asset_requests:` in the YAML file; secrets are ${ENV} references (key names say so)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    api_token: SecretStr = Field(description="the bearer token callers of POST /requests/assets present")
-    canto_environment: str = Field(min_length=1, description="environment whose Canto takes the requests")
-    album_parent: str = Field(min_length=1, description="Canto folder id or path (A/B) for request albums")
-    callback_signing_secret: SecretStr = Field(description="HMAC-SHA256 key for callback signatures")
-    allowed_callback_prefixes: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    request_field: str = Field("Opsgate Request", min_length=1, description="Canto custom field for the id")
-    tags: list[str] = Field(default_factory=lambda: ["opsgate-request"])
-    slack_channel: str | None = Field(None, description="default: slack.approvals_channel")
-    # The job runner waits about 2**attempt seconds between attempts (at most 300 s), so eight
-    # attempts span roughly four minutes; it never tries more than MAX_ATTEMPTS times.
-    callback_max_attempts: int = Field(MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS)
-    callback_timeout: float = Field(10.0, gt=0, le=60)
-
-    @field_validator("allowed_callback_prefixes")
-    @classmethod
-    def _prefixes(cls, value: list[str]) -> list[str]:
-        return [_http_prefix(prefix) for prefix in value]
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            if not tag or "," in tag:
-                raise ValueError(f"tag {tag!r} must be non-empty and contain no comma")
-        return value
 
 
 Tag = Annotated[
@@ -298,11 +255,6 @@ def _problem(status: int, error: str, *, field: str | None = None, message: str 
         body["message"] = message
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return web.json_response(body, status=status, headers=headers)
-
-
-def _insert_for(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 async def _audit(
@@ -450,7 +402,7 @@ def add_asset_request_routes(
                 "created_at": now,
                 "updated_at": now,
             }
-            insert = _insert_for(session)(AssetRequestRow).values(**values)
+            insert = insert_into(session, AssetRequestRow).values(**values)
             # A retry racing this one inserts nothing and reads the winner.
             new_id = await session.scalar(
                 insert.on_conflict_do_nothing(index_elements=["system", "external_id"]).returning(
@@ -610,7 +562,7 @@ class AssetRequests:
             await self._fail(row, f"Canto refused to set the request up: {reason}")
             raise PermanentJobError(f"{row.ref}: {reason}") from None
         except ConnectorError as exc:
-            if job.attempt < MAX_ATTEMPTS:
+            if job.attempt < MAX_JOB_ATTEMPTS:
                 raise  # an outage or throttling: the runner retries with backoff
             await self._fail(row, f"Canto did not answer after {job.attempt} attempts: {exc.detail}")
             raise PermanentJobError(f"{row.ref}: {exc.detail}") from None
@@ -789,7 +741,7 @@ class AssetRequests:
         now = self._clock()
         asset_ref = f"{asset.scheme}:{asset.id}"
         async with self._sessions() as session, session.begin():
-            insert = _insert_for(session)(AssetRequestAssetRow).values(
+            insert = insert_into(session, AssetRequestAssetRow).values(
                 request_id=row.id,
                 asset_ref=asset_ref,
                 approval_status=approval.status,
@@ -936,7 +888,7 @@ class AssetRequests:
 
     async def listing(self, *, limit: int = OPS_LISTING) -> Reply:
         """`/ops requests`: the newest asset requests, their state, asset and callback."""
-        from commands.ops import Reply  # commands.ops imports bot.settings, which imports this module
+        from commands.ops import Reply  # commands.ops imports bot.config.opsgate, which imports this module
 
         async with self._sessions() as session:
             rows = (
@@ -976,7 +928,7 @@ def wire_asset_requests(service: OpsgateService, wiring: Wiring, config: Opsgate
     handler is left in `service.runtime.extras["asset_requests.on_canto_delivery"]` for the
     webhook wiring to chain.
     """
-    from bot.alerts.model import AlertEvent, Severity
+    from bot.domain.alerts import AlertEvent, Severity
     from bot.media_audit import MediaAudit, media_import_duty
 
     rt = service.runtime

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 from pydantic import ValidationError
 
-from bot.env_settings import Settings
+from bot.config.env import Settings
 from bot.logs import configure_logging
 
 if TYPE_CHECKING:
-    from bot.settings import OpsgateConfig
+    from bot.config.opsgate import OpsgateConfig
 
 # Heavier modules (the configuration models, aiohttp, SQLAlchemy) are imported by the commands
 # that need them, so `opsgate --help` or `opsgate audit verify` start quickly.
@@ -54,7 +54,7 @@ class CliContext:
         return self._settings
 
     def config(self, *, allow_unset: bool = False) -> OpsgateConfig:
-        from bot.settings import ConfigError, load_config
+        from bot.config.opsgate import ConfigError, load_config
 
         try:
             return load_config(self.settings.opsgate_config, allow_unset=allow_unset or self._allow_unset)
@@ -274,10 +274,10 @@ def audit_export(
 async def _serve(settings: Settings, config: OpsgateConfig, *, with_worker: bool, socket_mode: bool) -> None:
     from aiohttp import web
 
-    from bot.runtime import freeze_startup_heap
-    from bot.service import build_service
-    from bot.socket_mode import SocketModeRunner, SocketModeStartError
-    from bot.wiring import wire
+    from bot.web.socket_mode import SocketModeRunner, SocketModeStartError
+    from bot.wiring.root import wire
+    from bot.wiring.runtime import freeze_startup_heap
+    from bot.wiring.service import build_service
 
     service = await build_service(settings, config)
     wiring = await wire(service, settings, config)
@@ -358,9 +358,9 @@ def worker(cli: CliContext) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
     async def go() -> None:
-        from bot.runtime import freeze_startup_heap
-        from bot.service import build_service
-        from bot.wiring import wire
+        from bot.wiring.root import wire
+        from bot.wiring.runtime import freeze_startup_heap
+        from bot.wiring.service import build_service
 
         service = await build_service(settings, config)
         wiring = await wire(service, settings, config)

@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from bot.config.opsgate import OpsgateConfig, Settings
 from bot.console import add_console_routes
 from bot.domain.policy import Action
 from bot.emulators.slack import create_app as create_slack_app
@@ -38,8 +39,7 @@ from bot.emulators.slack_seed import (
     SlackChannel,
     SlackSeed,
 )
-from bot.service import OpsgateService, build_service
-from bot.settings import OpsgateConfig, Settings
+from bot.wiring.service import OpsgateService, build_service
 from commands.workflow import Workflow
 from connectors.emulators import EmulatorSet, serve_all
 from connectors.emulators.faults import start_app
@@ -280,7 +280,7 @@ BotWiring = Callable[[OpsgateService, Settings, OpsgateConfig], Awaitable[WiredB
 
 
 async def _production_wiring(service: OpsgateService, settings: Settings, config: OpsgateConfig) -> WiredBot:
-    from bot.wiring import wire
+    from bot.wiring.root import wire
 
     return await wire(service, settings, config)
 
@@ -330,7 +330,7 @@ async def start_demo(
 ) -> DemoStack:
     """Start emulators, Slack emulator + console on host:port (0: any free port) and the bot.
 
-    The bot is wired as in production (``bot.wiring.wire``: connectors, workflows, alerts,
+    The bot is wired as in production (``bot.wiring.root.wire``: connectors, workflows, alerts,
     schedules) unless ``wiring`` replaces that step, or ``workflows_factory`` gives the bot just
     the workflows it returns (tests use it to run without vendor calls).
     """

@@ -1,14 +1,13 @@
 """Every action_id, callback_id and block_id opsgate puts into Block Kit, as string enums.
 
 Listeners match on these and builders emit them, so a renamed id breaks both sides at once.
-Alert ids (ALERT_*) live with the alert code, not here.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ActionId", "BlockId", "ViewId"]
+__all__ = ["ActionId", "AlertActionId", "AlertBlockId", "BlockId", "ViewId"]
 
 
 class ActionId(StrEnum):
@@ -55,3 +54,26 @@ class BlockId(StrEnum):
     ASSET = "asset"
     DESTINATION = "destination"
     EMERGENCY_REASON = "emergency_reason"
+
+
+class AlertActionId(StrEnum):
+    """Interactive elements of alert messages; each element's value is an `AlertActionValue`."""
+
+    ACKNOWLEDGE = "alert_acknowledge"
+    RESOLVE = "alert_resolve"
+    SILENCE = "alert_silence"  # overflow: Silence 1 h / 4 h / 24 h
+    INCIDENT_PAGE = "alert_incident_page"
+    OPEN_INCIDENT_PAGE = "alert_open_incident_page"  # link button; Slack still sends an action
+    RETRY = "alert_retry"
+    MENU = "alert_menu"  # overflow on one line of a digest or of `/ops alerts`
+
+
+class AlertBlockId(StrEnum):
+    """Prefixes; the alert or digest id follows after a colon (`alert:42`)."""
+
+    ALERT = "alert"
+    ALERT_ACTIONS = "alert_actions"
+    DIGEST = "alert_digest"
+
+    def of(self, ident: int) -> str:
+        return f"{self.value}:{ident}"

@@ -28,14 +28,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.blocks.text import escaped
 from bot.db.asset_request_models import MediaHistoryImport
 from bot.db.audit_log import append_event
 from bot.db.models import AuditEvent, AuditHead, ChangeRequestRow
+from bot.db.upsert import insert_into
 from bot.domain.audit import AuditRecord, Fingerprinter
 from bot.domain.policy import Action
 from bot.domain.requests import RequestStatus
@@ -176,11 +175,9 @@ class MediaAudit:
                 (entry for entry in entries if entry.id not in known),
                 key=lambda entry: (_aware(entry.date_created, now), entry.id),
             )
-            dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
             for entry in fresh:
                 marker = await session.scalar(
-                    insert(MediaHistoryImport)
+                    insert_into(session, MediaHistoryImport)
                     .values(
                         asset_id=asset.iconik_asset_id,
                         history_id=entry.id,

@@ -7,6 +7,7 @@ private_metadata <= 3,000); unknown keys are ignored so an older message's butto
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.domain.requests import ChangeRequest
 
 __all__ = [
+    "SILENCE_HOURS",
+    "AlertActionValue",
+    "AlertOp",
     "HomePage",
     "NewRequestModalMetadata",
     "RejectModalMetadata",
@@ -59,3 +63,25 @@ class HomePage(_Payload):
     """The App Home page a pagination button asks for (0 is the first)."""
 
     page: int = Field(ge=0, le=100_000)
+
+
+SILENCE_HOURS = (1, 4, 24)
+
+
+class AlertOp(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+    SILENCE = "silence"
+    INCIDENT_PAGE = "incident_page"
+    RETRY = "retry"
+
+
+class AlertActionValue(BaseModel):
+    """`AlertActionValue.model_validate_json(action["value"])` in the listener; <= 150 chars
+    so it also fits an overflow option's value."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    alert_id: int = Field(ge=1)
+    op: AlertOp
+    hours: int | None = Field(default=None, ge=1, le=24 * 30)

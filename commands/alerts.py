@@ -24,12 +24,12 @@ from datetime import timedelta
 
 from slack_sdk.models.blocks import Block, MarkdownTextObject, SectionBlock
 
-from bot.alerts.errors import IncidentPageUnavailable, InvalidMatcher, InvalidSilence, SilenceNotFound
-from bot.alerts.model import OPEN_STATUSES, AlertStatus, AlertView, Matcher, Severity
-from bot.alerts.payloads import AlertActionValue, AlertOp
 from bot.alerts.service import AlertService, RetryPlan
 from bot.blocks.alerts import build_alert_list, build_silence_created, build_silence_list, escape
+from bot.domain.alert_errors import IncidentPageUnavailable, InvalidMatcher, InvalidSilence, SilenceNotFound
+from bot.domain.alerts import OPEN_STATUSES, AlertStatus, AlertView, Matcher, Severity
 from bot.domain.durations import format_duration, parse_duration
+from bot.payloads import AlertActionValue, AlertOp
 
 __all__ = [
     "AlertCommands",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.settings import OpsgateConfig
+from bot.config.opsgate import OpsgateConfig
 from commands.workflow import PrecheckFailed
 from connectors.base import DocumentStore
 from connectors.confluence import Page

@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, Protocol
 
-from bot.alerts.model import AlertView
 from bot.blocks.text import escape
+from bot.config.opsgate import OpsgateConfig, SolutionConfig
+from bot.domain.alerts import AlertView
 from bot.domain.requests import HOLDS_LOCK, ChangeRequest, Clock, RequestStatus
-from bot.settings import OpsgateConfig, SolutionConfig
 from commands.alerts import IncidentPageRequest
 from commands.confluence_lookup import find_named_page, solution_spaces
 from commands.docs_pages import (

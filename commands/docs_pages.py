@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from bot.config.opsgate import EnvironmentConfig, OpsgateConfig, SolutionConfig
 from bot.domain.policy import PolicyRule
 from bot.domain.requests import HOLDS_LOCK, ChangeRequest, RequestStatus
-from bot.settings import EnvironmentConfig, OpsgateConfig, SolutionConfig
 from connectors import confluence_storage as storage
 from connectors.opentext import Deployment
 

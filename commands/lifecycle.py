@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from bot.config.archive import ArchiveSettings
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec
 from commands.release import (
@@ -64,25 +63,6 @@ _LABELS = {
 }
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_JOB_TIMEOUT = 3600.0
-
-
-class ArchiveSettings(BaseModel):
-    """How expired assets are taken out of circulation in one environment."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    environment: str = Field(min_length=1)
-    method: Literal["archive_storage", "archive_status"] = Field(
-        "archive_storage",
-        description="move the original to an ARCHIVE storage, or only mark the asset archived",
-    )
-    iconik_archive_storage: str | None = Field(
-        None, description="storage name or id; default: the first storage whose purpose is ARCHIVE"
-    )
-    metadata_view: str | None = Field(None, description="iconik metadata view name or id")
-    archive_values: dict[str, list[str]] = Field(default_factory=dict)
-    canto_archive_field: str | None = Field(None, description="Canto custom field the archive is written to")
-    format_name: str = "ORIGINAL"
 
 
 class CantoSearch(Protocol):

@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from bot.config.onboarding import OnboardingTemplate, render
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec, Clock
-from bot.settings import OpsgateConfig
-from commands.onboard_config import OnboardingTemplate, render
 from commands.onboard_pages import (
     AlbumFacts,
     ArtifactFacts,

@@ -16,7 +16,7 @@ from typing import Literal
 
 import yaml
 
-from commands.onboard_config import OnboardingTemplate, render
+from bot.config.onboarding import OnboardingTemplate, render
 from connectors import confluence_storage as storage
 
 __all__ = [

@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Literal
 
-from bot.domain.durations import format_duration
-from bot.settings import OpsgateConfig
-from commands.onboard_config import (
+from bot.config.onboarding import (
     IDENTIFIER,
     ArtifactFromTemplate,
     CredentialFromTemplate,
     OnboardingTemplate,
     render,
 )
+from bot.config.opsgate import OpsgateConfig
+from bot.domain.durations import format_duration
 from commands.onboard_pages import CredentialFacts, onboarding_page_title
 from commands.release import resolve_storage
 from connectors.canto import CantoConnector, CantoTreeNode

@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.blocks.requests import build_request_line
+from bot.config.opsgate import OpsgateConfig
 from bot.db.models import AuditEvent, TargetLock
 from bot.domain.approvals import ApprovalEngine
 from bot.domain.errors import InvalidTransition
 from bot.domain.policy import Action, describe_rule
 from bot.domain.requests import ChangeRequest, Clock, RequestStatus
-from bot.settings import OpsgateConfig
 from commands.requests import RequestService
 from commands.workflow import PrecheckFailed
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from bot.config.opsgate import OpsgateConfig, SolutionConfig
 from bot.domain.durations import format_duration
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec, Clock
-from bot.settings import OpsgateConfig, SolutionConfig
 from commands.workflow import (
     ExecutionContext,
     ExecutionResult,

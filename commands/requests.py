@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.approvals import ApprovalEngine
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec
-from bot.settings import OpsgateConfig
 from commands import promote, release, rotate
 from commands.rotate import find_credential
 from commands.workflow import PrecheckFailed, Workflow

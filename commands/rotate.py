@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from bot.config.credentials import CredentialConfig
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.audit import Fingerprinter
 from bot.domain.durations import format_duration, parse_duration
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec, Clock
-from bot.settings import OpsgateConfig
-from commands.credentials_config import CredentialConfig
 from commands.workflow import (
     ExecutionContext,
     ExecutionResult,

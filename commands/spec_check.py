@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from bot.alerts.model import AlertEvent, Severity
 from bot.alerts.service import IngestResult
 from bot.blocks.text import escape
-from bot.settings import OpsgateConfig
+from bot.config.opsgate import OpsgateConfig
+from bot.domain.alerts import AlertEvent, Severity
 from commands.confluence_lookup import find_named_page, solution_spaces
 from commands.interface_spec import InterfaceSpec, SpecError, SpecRow, parse_interface_spec
 from commands.ops import Reply

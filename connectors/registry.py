@@ -9,7 +9,7 @@ A vendor that an environment does not configure raises `ConnectorNotConfigured`,
 names the missing key (`environments.prod.confluence`). `probes()` gives the alert health checks
 one callable per configured (vendor, environment).
 
-The registry reads the configuration through small Protocols instead of importing `bot.settings`:
+The registry reads the configuration through small Protocols instead of importing `bot.config.opsgate`:
 connectors never import from `bot/`, and `OpsgateConfig` fits these shapes as it is.
 """
 
@@ -47,7 +47,7 @@ C = TypeVar("C", OpenTextConnector, ConfluenceConnector, CantoConnector, IconikC
 
 
 class VendorEnvironment(Protocol):
-    """What the registry reads of one environment (bot.settings.EnvironmentConfig fits)."""
+    """What the registry reads of one environment (bot.config.opsgate.EnvironmentConfig fits)."""
 
     @property
     def opentext(self) -> OpenTextSettings | None: ...
@@ -60,7 +60,7 @@ class VendorEnvironment(Protocol):
 
 
 class RegistryConfig(Protocol):
-    """What the registry reads of the configuration (bot.settings.OpsgateConfig fits)."""
+    """What the registry reads of the configuration (bot.config.opsgate.OpsgateConfig fits)."""
 
     @property
     def environments(self) -> Mapping[str, VendorEnvironment]: ...

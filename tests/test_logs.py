@@ -32,8 +32,8 @@ def test_json_log_lines_redact_secret_keys_and_values(capsys):
 
 
 async def test_building_the_slack_app_leaves_opsgate_log_levels_alone(tmp_path):
-    from bot.service import build_service
-    from bot.settings import Settings, parse_config
+    from bot.config.opsgate import Settings, parse_config
+    from bot.wiring.service import build_service
 
     before = logging.getLogger("opsgate").level
     settings = Settings(

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.deps import Deps
-from bot.settings import Settings, parse_config
-from bot.web import create_web_app
+from bot.config.opsgate import Settings, parse_config
+from bot.web.app import create_web_app
+from bot.wiring.deps import Deps
 
 CONFIG = "environments: {prod: {}}\npolicies: []\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import ConfigError, load_config
+from bot.config.opsgate import ConfigError, load_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "opsgate.example.yaml"
 EXAMPLE_ENV = {

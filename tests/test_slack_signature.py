@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.slack_signature import SignatureRejected, sign, verify
+from bot.web.slack_signature import SignatureRejected, sign, verify
 
 # Slack's worked example from "Verifying requests from Slack".
 EXAMPLE_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

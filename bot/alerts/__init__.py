@@ -1,7 +1,7 @@
 """Failure alerts: ingest, dedup, grouping, routing, silences, escalation and storm control.
 
 Modules (imported one by one, so that `bot.db.models`, which registers the alert tables, and
-`bot.settings`, which reads `AlertsConfig`, never import each other through this package):
+`bot.config.opsgate`, which reads `AlertsConfig`, never import each other through this package):
 
 - `model`     Severity, AlertStatus, AlertEvent, Matcher, views: pure rules
 - `config`    AlertsConfig, the `alerts:` section of the YAML file

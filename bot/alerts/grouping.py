@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.alerts.config import AlertsConfig
-from bot.alerts.model import Severity
+from bot.config.alerts import AlertsConfig
+from bot.domain.alerts import Severity
 
 __all__ = ["GroupingRules"]
 

@@ -16,12 +16,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.alerts.model import AlertEvent, AlertSource, Severity
-from bot.alerts.models import HealthCheckRow
+from bot.db.alert_models import HealthCheckRow
+from bot.db.upsert import insert_into
+from bot.domain.alerts import AlertEvent, AlertSource, Severity
 
 if TYPE_CHECKING:
     from bot.alerts.service import AlertService, Probe
@@ -79,11 +78,9 @@ async def _probe(probe: Probe, timeout: float) -> str | None:
 async def _claim_due(service: AlertService, names: list[str], now: datetime, *, force: bool) -> list[str]:
     interval = service.config.health_check.interval
     async with service.sessions() as session, session.begin():
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         for name in names:
             await session.execute(
-                insert(HealthCheckRow)
+                insert_into(session, HealthCheckRow)
                 .values(name=name, consecutive_failures=0, down=False)
                 .on_conflict_do_nothing()
             )

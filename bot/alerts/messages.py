@@ -16,8 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts.grouping import GroupingRules
-from bot.alerts.model import Severity
-from bot.alerts.models import AlertDigestRow, AlertRow
 from bot.alerts.views import alert_views, digest_view
 from bot.blocks.alerts import (
     alert_fallback_text,
@@ -25,8 +23,10 @@ from bot.blocks.alerts import (
     build_alert_message,
     digest_fallback_text,
 )
+from bot.db.alert_models import AlertDigestRow, AlertRow
 from bot.db.models import OutboxMessage
-from bot.outbox import Outbox
+from bot.domain.alerts import Severity
+from bot.jobs.outbox import Outbox
 
 __all__ = ["AlertPublisher", "alert_message_key", "digest_message_key"]
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bot.alerts.config import AlertRoute, AlertsConfig
-from bot.alerts.model import Severity
+from bot.config.alerts import AlertRoute, AlertsConfig
+from bot.domain.alerts import Severity
 
 __all__ = ["RouteDecision", "route_alert", "route_matches"]
 

@@ -24,8 +24,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.alerts.batching import GroupCommit
-from bot.alerts.config import AlertsConfig
-from bot.alerts.errors import (
+from bot.alerts.grouping import GroupingRules
+from bot.alerts.messages import AlertPublisher
+from bot.alerts.routing import route_alert
+from bot.alerts.silences import active_silences, first_matching, matchers_for_labels, silence_view
+from bot.alerts.tick import TickReport, run_tick
+from bot.alerts.views import alert_views
+from bot.config.alerts import AlertsConfig
+from bot.db.alert_models import AlertRow, SilenceRow
+from bot.db.audit_log import append_event
+from bot.domain.alert_errors import (
     AlertClosed,
     AlertNotFound,
     IncidentPageUnavailable,
@@ -34,9 +42,7 @@ from bot.alerts.errors import (
     SilenceAlreadyEnded,
     SilenceNotFound,
 )
-from bot.alerts.grouping import GroupingRules
-from bot.alerts.messages import AlertPublisher
-from bot.alerts.model import (
+from bot.domain.alerts import (
     OPEN_STATUSES,
     AlertEvent,
     AlertStatus,
@@ -48,16 +54,10 @@ from bot.alerts.model import (
     label_set,
     matches_all,
 )
-from bot.alerts.models import AlertRow, SilenceRow
-from bot.alerts.routing import route_alert
-from bot.alerts.silences import active_silences, first_matching, matchers_for_labels, silence_view
-from bot.alerts.tick import TickReport, run_tick
-from bot.alerts.views import alert_views
-from bot.db.audit_log import append_event
 from bot.domain.audit import AuditRecord, Fingerprinter
 from bot.domain.durations import format_duration
 from bot.domain.requests import Clock
-from bot.outbox import Outbox
+from bot.jobs.outbox import Outbox
 
 __all__ = [
     "AlertChange",

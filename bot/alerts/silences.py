@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.alerts.model import Matcher, SilenceView, matches_all
-from bot.alerts.models import SilenceRow
+from bot.db.alert_models import SilenceRow
+from bot.domain.alerts import Matcher, SilenceView, matches_all
 
 __all__ = ["active_silences", "first_matching", "matchers_for_labels", "silence_view"]
 

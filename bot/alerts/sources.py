@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.alerts.model import AlertEvent, AlertSource, RetryTarget, Severity
+from bot.domain.alerts import AlertEvent, AlertSource, RetryTarget, Severity
 from bot.domain.durations import format_duration
 
 __all__ = [

@@ -21,18 +21,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.alerts.health import run_due_health_checks
 from bot.alerts.messages import digest_message_key
-from bot.alerts.model import AlertStatus
-from bot.alerts.models import AlertChannelRow, AlertDigestRow, AlertRow, SilenceRow
 from bot.alerts.storm import PostPacer, plan_channel
 from bot.alerts.views import alert_views
 from bot.blocks.alerts import build_alert_reminder
+from bot.db.alert_models import AlertChannelRow, AlertDigestRow, AlertRow, SilenceRow
 from bot.db.models import OutboxMessage
+from bot.db.upsert import insert_into
+from bot.domain.alerts import AlertStatus
 
 if TYPE_CHECKING:
     from bot.alerts.service import AlertService
@@ -158,9 +157,9 @@ async def _flush_due(service: AlertService, session: AsyncSession, now: datetime
 
 
 async def _pacing_row(session: AsyncSession, channel: str) -> AlertChannelRow:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(insert(AlertChannelRow).values(channel=channel).on_conflict_do_nothing())
+    await session.execute(
+        insert_into(session, AlertChannelRow).values(channel=channel).on_conflict_do_nothing()
+    )
     row = await session.scalar(
         select(AlertChannelRow).where(AlertChannelRow.channel == channel).with_for_update()
     )

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.alerts.model import AlertStatus, AlertView, DigestView, RetryTarget, Severity, SilenceView
-from bot.alerts.models import AlertDigestRow, AlertRow, SilenceRow
 from bot.alerts.silences import silence_view
+from bot.db.alert_models import AlertDigestRow, AlertRow, SilenceRow
+from bot.domain.alerts import AlertStatus, AlertView, DigestView, RetryTarget, Severity, SilenceView
 
 __all__ = ["alert_view", "alert_views", "digest_view"]
 

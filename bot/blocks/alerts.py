@@ -25,10 +25,10 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.alerts.ids import AlertActionId, AlertBlockId
-from bot.alerts.model import AlertStatus, AlertView, DigestView, Severity, SilenceView
-from bot.alerts.payloads import SILENCE_HOURS, AlertActionValue, AlertOp
+from bot.domain.alerts import AlertStatus, AlertView, DigestView, Severity, SilenceView
 from bot.domain.durations import format_duration
+from bot.ids import AlertActionId, AlertBlockId
+from bot.payloads import SILENCE_HOURS, AlertActionValue, AlertOp
 
 __all__ = [
     "SEVERITY_EMOJI",

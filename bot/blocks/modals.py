@@ -26,10 +26,10 @@ from slack_sdk.models.views import View
 
 from bot.blocks.requests import request_title
 from bot.blocks.text import MAX_VIEW_BLOCKS, cap_blocks, escaped, fit, person
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.requests import ChangeRequest
 from bot.ids import ActionId, BlockId, ViewId
 from bot.payloads import NewRequestModalMetadata, RejectModalMetadata
-from bot.settings import OpsgateConfig
 from commands.parsing import MAX_REASON, looks_like_asset_id, looks_like_version, usage_for
 
 __all__ = [

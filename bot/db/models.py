@@ -220,7 +220,7 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_status_run_at", "status", "run_at"),)
 
 
-import bot.alerts.models  # noqa: E402, F401  (register alert tables)
+import bot.db.alert_models  # noqa: E402, F401  (register alert tables)
 import bot.db.asset_request_models as asset_request_models  # noqa: E402, F401  (asset requests, media audit)
 import bot.db.webhook_models as webhook_models  # noqa: E402, F401  (register webhook tables)
 from bot.db import secret_models  # noqa: E402, F401  (register secret tables)

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import httpx
 
 from bot.emulators.slack_records import ChannelMessage, dm_channel_id
-from bot.slack_signature import sign
+from bot.web.slack_signature import sign
 
 __all__ = ["DriverResult", "SlackDriver"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.runtime import Runtime
-from bot.settings import OpsgateConfig
+from bot.config.opsgate import OpsgateConfig
+from bot.wiring.runtime import Runtime
 from commands.requests import RequestService
 
 __all__ = ["COMMAND_JOB", "HOME_JOB", "INTERACTION_JOB", "SlackContext"]

@@ -13,11 +13,11 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
-from bot.alerts.config import AlertsConfig
-from bot.alerts.model import AlertEvent
-from bot.alerts.models import AlertRow
 from bot.alerts.service import AlertService, IngestResult, Probe
+from bot.config.alerts import AlertsConfig
+from bot.db.alert_models import AlertRow
 from bot.db.models import OutboxMessage
+from bot.domain.alerts import AlertEvent
 from bot.domain.audit import Fingerprinter
 from bot.domain.requests import FrozenClock
 from bot.emulators.slack import create_app
@@ -25,7 +25,7 @@ from bot.emulators.slack_control import workspace_of
 from bot.emulators.slack_records import ChannelMessage
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN, DEFAULT_CHANNELS, SlackChannel
 from bot.emulators.slack_state import SlackWorkspace
-from bot.outbox import Outbox, OutboxDelivery
+from bot.jobs.outbox import Outbox, OutboxDelivery
 from commands.alerts import AlertCommands, IncidentPageHook
 from connectors.emulators.faults import start_app
 

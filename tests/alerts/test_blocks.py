@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bot.alerts.ids import AlertActionId
-from bot.alerts.model import AlertStatus, AlertView, DigestView, Matcher, RetryTarget, Severity, SilenceView
-from bot.alerts.payloads import AlertActionValue, AlertOp
 from bot.blocks.alerts import (
     build_alert_digest,
     build_alert_list,
@@ -16,7 +13,10 @@ from bot.blocks.alerts import (
     build_silence_list,
     mention_markup,
 )
+from bot.domain.alerts import AlertStatus, AlertView, DigestView, Matcher, RetryTarget, Severity, SilenceView
 from bot.emulators.slack_block_limits import block_violations
+from bot.ids import AlertActionId
+from bot.payloads import AlertActionValue, AlertOp
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.alerts.errors import (
+from bot.db.models import AuditEvent
+from bot.domain.alert_errors import (
     AlertClosed,
     AlertNotFound,
     IncidentPageUnavailable,
@@ -15,9 +16,8 @@ from bot.alerts.errors import (
     NotRetryable,
     SilenceNotFound,
 )
-from bot.alerts.model import AlertStatus, Matcher, RetryTarget
-from bot.alerts.payloads import AlertActionValue, AlertOp
-from bot.db.models import AuditEvent
+from bot.domain.alerts import AlertStatus, Matcher, RetryTarget
+from bot.payloads import AlertActionValue, AlertOp
 from commands.alerts import parse_alert_filter, parse_silence, parse_silence_ref
 
 

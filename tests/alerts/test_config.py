@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.settings import ConfigError, parse_config
+from bot.config.opsgate import ConfigError, parse_config
 
 
 def load(alerts, env=None):

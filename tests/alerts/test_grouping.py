@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bot.alerts.model import AlertStatus
 from bot.alerts.tick import TICK_LOCK_KEY
+from bot.domain.alerts import AlertStatus
 
 
 async def test_new_alert_is_posted_only_after_group_wait(harness):

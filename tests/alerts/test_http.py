@@ -8,11 +8,11 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.alerts.config import AlertsConfig
-from bot.alerts.http import add_alert_routes
 from bot.alerts.service import AlertService
+from bot.config.alerts import AlertsConfig
 from bot.db.engine import create_engine, create_session_factory
-from bot.outbox import Outbox
+from bot.jobs.outbox import Outbox
+from bot.web.alerts import add_alert_routes
 from connectors.emulators.faults import start_app
 
 TOKEN = "s3cret-ingest-token"

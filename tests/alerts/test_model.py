@@ -9,11 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bot.alerts.config import AlertsConfig
-from bot.alerts.errors import InvalidMatcher
 from bot.alerts.grouping import GroupingRules
-from bot.alerts.model import AlertEvent, Matcher, Severity, label_set, matches_all
 from bot.alerts.storm import PostPacer, StormPlan, plan_channel
+from bot.config.alerts import AlertsConfig
+from bot.domain.alert_errors import InvalidMatcher
+from bot.domain.alerts import AlertEvent, Matcher, Severity, label_set, matches_all
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

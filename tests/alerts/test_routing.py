@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.alerts.config import AlertRoute, AlertsConfig
-from bot.alerts.model import Severity, label_set
 from bot.alerts.routing import route_alert
+from bot.config.alerts import AlertRoute, AlertsConfig
+from bot.domain.alerts import Severity, label_set
 
 ROUTES = [
     {"match": {"env": "prod", "system": "opentext"}, "channel": "C_OPENTEXT", "mention": "S_ONCALL",

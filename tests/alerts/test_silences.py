@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.alerts.errors import InvalidMatcher, InvalidSilence, SilenceAlreadyEnded, SilenceNotFound
 from bot.db.models import AuditEvent
+from bot.domain.alert_errors import InvalidMatcher, InvalidSilence, SilenceAlreadyEnded, SilenceNotFound
 
 
 async def test_a_silence_keeps_matching_new_alerts_out_of_slack_but_counts_them(harness):

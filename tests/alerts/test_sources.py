@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.alerts.model import Severity
 from bot.alerts.sources import (
     credential_renewed,
     iconik_job_failure,
@@ -14,6 +13,7 @@ from bot.alerts.sources import (
     workflow_failure,
     workflow_recovered,
 )
+from bot.domain.alerts import Severity
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 ICONIK_FAILED = {

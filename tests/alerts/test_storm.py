@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import httpx
 
-from bot.alerts.ids import AlertActionId
-from bot.alerts.payloads import AlertActionValue, AlertOp
+from bot.ids import AlertActionId
+from bot.payloads import AlertActionValue, AlertOp
 
 
 def peak_posts_per_second(messages) -> int:

@@ -11,9 +11,9 @@ from bot.blocks.modals import (
     build_reject_modal,
     validate_new_request_submission,
 )
+from bot.config.opsgate import OpsgateConfig
 from bot.ids import ActionId, BlockId, ViewId
 from bot.payloads import HomePage, NewRequestModalMetadata, RejectModalMetadata, RequestButton
-from bot.settings import OpsgateConfig
 
 from .conftest import request_factory, texts, view_dict
 

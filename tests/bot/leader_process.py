@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from bot.db.engine import create_engine
-from bot.leader import SchedulerLeadership
+from bot.jobs.leader import SchedulerLeadership
 
 
 async def main(url: str, key: int) -> None:

@@ -38,17 +38,18 @@ from bot.asset_requests import (
     verify_callback_signature,
     wire_asset_requests,
 )
+from bot.config.opsgate import ConfigError, Settings, parse_config
+from bot.config.webhooks import WebhookSettings
 from bot.db.asset_request_models import AssetRequestRow
 from bot.db.audit_log import verify_chain
 from bot.db.models import AuditEvent, Job
 from bot.domain.audit import Fingerprinter
 from bot.domain.requests import FrozenClock
-from bot.jobs import JobQueue, JobRunner
-from bot.outbox import Outbox, OutboxDelivery
-from bot.service import build_service
-from bot.settings import ConfigError, Settings, parse_config
-from bot.webhooks import WebhookSettings, add_webhook_routes
-from bot.wiring import wire
+from bot.jobs.outbox import Outbox, OutboxDelivery
+from bot.jobs.queue import JobQueue, JobRunner
+from bot.web.webhooks import add_webhook_routes
+from bot.wiring.root import wire
+from bot.wiring.service import build_service
 from commands.parsing import OpsArgs, OpsSub
 from connectors.canto import CantoAssetRef, CantoConnector, CantoPropertyUpdate, CantoSettings
 from connectors.emulators.canto import (

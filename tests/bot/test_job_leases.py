@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.db.models import Job
-from bot.jobs import LEASE, JobContext, JobQueue, JobRunner, job_lease
+from bot.jobs.queue import LEASE, JobContext, JobQueue, JobRunner, job_lease
 
 LONG_LEASE = timedelta(seconds=30)
 

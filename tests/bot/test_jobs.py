@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import event, select
 
 from bot.db.models import Job
-from bot.jobs import JobContext, JobIntake, JobQueue, JobRunner, PermanentJobError
+from bot.jobs.queue import JobContext, JobIntake, JobQueue, JobRunner, PermanentJobError
 
 
 async def all_jobs(database):
@@ -110,7 +110,7 @@ async def test_intake_survives_its_held_connection_being_cut(database, clock):
 def test_freezing_the_startup_heap_takes_live_objects_out_of_collections():
     import gc
 
-    from bot.runtime import freeze_startup_heap
+    from bot.wiring.runtime import freeze_startup_heap
 
     gc.unfreeze()
     assert gc.get_freeze_count() == 0

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bot.db.engine import create_engine
-from bot.leader import SchedulerLeadership
+from bot.jobs.leader import SchedulerLeadership
 
 from ..conftest import PG_URL
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.config.opsgate import Settings, parse_config
 from bot.domain.policy import Action
 from bot.domain.requests import FrozenClock
 from bot.emulators.slack import create_app as create_slack
@@ -22,10 +23,9 @@ from bot.emulators.slack_control import workspace_of
 from bot.emulators.slack_driver import SlackDriver
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
 from bot.ids import ActionId
-from bot.onboard_wiring import OnboardingWiring, wire_onboarding
-from bot.service import OpsgateService, build_service
-from bot.settings import Settings, parse_config
-from bot.wiring import Wiring, wire
+from bot.wiring.onboarding import OnboardingWiring, wire_onboarding
+from bot.wiring.root import Wiring, wire
+from bot.wiring.service import OpsgateService, build_service
 from commands.onboard import OnboardingWorkflow
 from commands.spec_check import SPEC_LABEL
 from connectors import confluence_storage as storage

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import select
 
 from bot.db.models import OutboxMessage
-from bot.outbox import Outbox, OutboxDelivery
+from bot.jobs.outbox import Outbox, OutboxDelivery
 
 
 async def enqueue(database, outbox, **kw):

@@ -16,21 +16,13 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config.opsgate import ConfigError, parse_config
+from bot.config.webhooks import AlertAction, NotifyAction, ReleaseAction, WebhookActionRule, WebhookSettings
 from bot.db.models import Job
 from bot.db.webhook_models import WebhookDeliveryRow
 from bot.domain.requests import FrozenClock
-from bot.jobs import JobQueue
-from bot.settings import ConfigError, parse_config
-from bot.webhooks import (
-    AlertAction,
-    NotifyAction,
-    ReleaseAction,
-    WebhookActionRule,
-    WebhookDelivery,
-    WebhookSettings,
-    add_webhook_routes,
-    plan_webhook_actions,
-)
+from bot.jobs.queue import JobQueue
+from bot.web.webhooks import WebhookDelivery, add_webhook_routes, plan_webhook_actions
 from connectors.emulators.faults import start_app
 
 CANTO_TOKEN = "canto-secure-token-7f3a"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.requests import ChangeSpec
-from bot.settings import OpsgateConfig
 from commands.onboard import OnboardingWorkflow, onboarding_spec
 from connectors.emulators import canto as canto_emulator
 from connectors.emulators import confluence as confluence_emulator

@@ -21,12 +21,12 @@ from aiohttp import web
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.config.opsgate import OpsgateConfig
 from bot.db.engine import create_engine, create_session_factory
 from bot.db.migrate import upgrade_async
 from bot.domain.audit import Fingerprinter
 from bot.domain.policy import ApproverSet, PolicyRule
 from bot.domain.requests import ApprovalView, ChangeRequest, ChangeSpec, RequestStatus
-from bot.settings import OpsgateConfig
 from connectors.emulators import confluence as confluence_emulator
 from connectors.emulators import opentext as opentext_emulator
 from connectors.emulators import vault as vault_emulator

@@ -19,14 +19,14 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.alerts.model import AlertStatus, AlertView, Severity
+from bot.config.opsgate import OpsgateConfig
 from bot.db.engine import create_engine, create_session_factory
 from bot.db.migrate import upgrade_async
+from bot.domain.alerts import AlertStatus, AlertView, Severity
 from bot.domain.approvals import ApprovalEngine
 from bot.domain.audit import Fingerprinter
 from bot.domain.policy import Action, StaticDirectory
 from bot.domain.requests import ChangeSpec, FrozenClock
-from bot.settings import OpsgateConfig
 from commands.alerts import IncidentPageRequest
 from commands.docs import (
     DocsCommands,

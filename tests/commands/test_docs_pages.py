@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.policy import PolicyRule
-from bot.settings import OpsgateConfig
 from commands.docs_pages import (
     MAX_TITLE_LENGTH,
     IncidentDetails,

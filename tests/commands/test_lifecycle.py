@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from bot.config.archive import ArchiveSettings
 from bot.domain.policy import Action
-from commands.lifecycle import ArchiveSettings, ArchiveWorkflow, archive_specs, sweep_expiring_assets
+from commands.lifecycle import ArchiveWorkflow, archive_specs, sweep_expiring_assets
 from commands.workflow import PrecheckFailed, WorkflowFailed
 from connectors.emulators.canto import seed_asset_id
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from bot.config.onboarding import OnboardingTemplate
 from bot.domain.policy import Action
 from commands.onboard import onboarding_config_problems, onboarding_spec, template_fingerprint
-from commands.onboard_config import OnboardingTemplate
 from commands.onboard_pages import onboarding_page_title
 from commands.onboard_plan import collection_external_id
 from commands.workflow import PrecheckFailed, WorkflowFailed

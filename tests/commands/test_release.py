@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from bot.config.destinations import DestinationConfig, ReleaseLogPage
+from bot.config.opsgate import parse_config
 from bot.domain.policy import Action
-from bot.settings import parse_config
-from commands.release import DestinationConfig, ReleaseLogPage, ReleaseWorkflow, release_spec
+from commands.release import ReleaseWorkflow, release_spec
 from commands.workflow import PrecheckFailed, WorkflowFailed
 from connectors.confluence_storage import parse_storage
 from connectors.emulators.canto import seed_asset_id

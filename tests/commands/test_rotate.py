@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr, ValidationError
 
-from bot.settings import OpsgateConfig
+from bot.config.opsgate import OpsgateConfig
 from commands.rotate import (
     RotationWorkflow,
     build_ownership_matrix_page,

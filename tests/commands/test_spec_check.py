@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bot.alerts.config import AlertsConfig
-from bot.alerts.model import AlertStatus
 from bot.alerts.service import AlertService
-from bot.outbox import Outbox
+from bot.config.alerts import AlertsConfig
+from bot.domain.alerts import AlertStatus
+from bot.jobs.outbox import Outbox
 from commands.interface_spec import SpecError, SpecRow, parse_interface_spec
 from commands.spec_check import SPEC_LABEL, SpecChecker, SpecDriftMonitor, spec_drift_key
 from commands.workflow import PrecheckFailed

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.settings import OpsgateConfig, parse_config
+from bot.config.opsgate import OpsgateConfig, parse_config
 from connectors.canto import CantoConnector
 from connectors.confluence import ConfluenceConnector
 from connectors.emulators import canto as canto_emulator

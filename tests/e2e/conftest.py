@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.config.opsgate import Settings, parse_config
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec, FrozenClock
 from bot.emulators.slack import create_app as create_slack
 from bot.emulators.slack_control import workspace_of
 from bot.emulators.slack_driver import SlackDriver
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
-from bot.service import OpsgateService, build_service
-from bot.settings import Settings, parse_config
+from bot.wiring.service import OpsgateService, build_service
 from commands.workflow import ExecutionContext, ExecutionResult, PrecheckFailed, Preview
 from connectors.emulators.faults import start_app
 

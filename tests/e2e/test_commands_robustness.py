@@ -64,7 +64,7 @@ async def test_long_selects_get_suggestions_from_the_options_endpoint(bot):
 
     import httpx
 
-    from bot.slack_signature import sign
+    from bot.web.slack_signature import sign
 
     from .conftest import SIGNING_SECRET
 

@@ -201,7 +201,7 @@ async def test_the_promote_form_shows_validation_errors_submits_and_the_home_tab
 async def test_an_injected_opentext_failure_shows_up_as_an_alert(page, demo):
     if Action.PROMOTION not in demo.workflows:
         pytest.skip(
-            "bot.wiring.build_workflows registers no promotion workflow yet, so a promotion never "
+            "bot.wiring.root.build_workflows registers no promotion workflow yet, so a promotion never "
             "calls OpenText and its injected failure cannot raise an alert"
         )
     await open_console(page, demo.console_url)

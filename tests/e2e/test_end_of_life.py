@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.config.opsgate import Settings, parse_config
 from bot.domain.requests import FrozenClock
 from bot.emulators.slack import create_app as create_slack
 from bot.emulators.slack_control import workspace_of
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
-from bot.service import build_service
-from bot.settings import Settings, parse_config
-from bot.wiring import wire
+from bot.wiring.root import wire
+from bot.wiring.service import build_service
 from connectors.emulators import canto as canto_emulator
 from connectors.emulators.faults import start_app
 

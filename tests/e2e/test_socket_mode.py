@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.config.opsgate import Settings, parse_config
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec, FrozenClock
 from bot.emulators.slack import create_app as create_slack
@@ -20,9 +21,8 @@ from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
 from bot.emulators.slack_socket import DEFAULT_APP_TOKEN, SocketModeServer, socket_mode_of
 from bot.emulators.slack_socket_driver import SocketModeDriver
 from bot.ids import ActionId
-from bot.service import OpsgateService, build_service
-from bot.settings import Settings, parse_config
-from bot.socket_mode import SocketModeRunner, SocketModeStartError
+from bot.web.socket_mode import SocketModeRunner, SocketModeStartError
+from bot.wiring.service import OpsgateService, build_service
 from commands.workflow import ExecutionContext, ExecutionResult, Preview
 from connectors.emulators.faults import start_app
 

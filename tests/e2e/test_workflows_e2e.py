@@ -16,15 +16,15 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from bot.config.opsgate import Settings, parse_config
 from bot.db.audit_log import verify_chain
 from bot.domain.requests import FrozenClock
 from bot.emulators.slack import create_app as create_slack
 from bot.emulators.slack_driver import SlackDriver
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
 from bot.ids import ActionId
-from bot.service import build_service
-from bot.settings import Settings, parse_config
-from bot.wiring import wire
+from bot.wiring.root import wire
+from bot.wiring.service import build_service
 from connectors.emulators import confluence as confluence_emulator
 from connectors.emulators import opentext as opentext_emulator
 from connectors.emulators.faults import start_app
@@ -195,7 +195,7 @@ async def test_failed_opentext_job_fails_the_request_and_raises_an_alert(system)
     lock_count = await _count(bot, "target_locks")
     assert lock_count == 0, "nothing is left locked"
     # The alert's buttons reach the alert use cases (not a catch-all listener).
-    from bot.alerts.ids import AlertActionId
+    from bot.ids import AlertActionId
 
     await bot.click("U_APP1", alerts[0], AlertActionId.ACKNOWLEDGE.value)
     await bot.settle()

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from bot.config.opsgate import Settings, parse_config
 from bot.db.models import Job
 from bot.emulators.slack import create_app as create_slack
 from bot.emulators.slack_driver import SlackDriver
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
-from bot.service import build_service
-from bot.settings import Settings, parse_config
+from bot.wiring.service import build_service
 from connectors.emulators.faults import start_app
 
 from .conftest import CONFIG, SIGNING_SECRET

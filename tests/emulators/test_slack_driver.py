@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.emulators.slack import DEFAULT_BOT_TOKEN, SlackWorkspace, create_app, workspace_of
 from bot.emulators.slack_driver import SlackDriver
-from bot.slack_signature import SignatureRejected, verify
+from bot.web.slack_signature import SignatureRejected, verify
 from connectors.emulators.faults import start_app
 
 SECRET = "driver-test-signing-secret"
@@ -53,7 +53,7 @@ class Received:
 
 @dataclass
 class RecordingBot:
-    """Verifies each request with bot.slack_signature and answers with `reply` (200, empty by default)."""
+    """Verifies each request with bot.web.slack_signature and answers with `reply` (200, empty by default)."""
 
     clock: Callable[[], float]
     received: list[Received] = field(default_factory=list)

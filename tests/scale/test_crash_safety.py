@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from bot.config.opsgate import Settings, parse_config
 from bot.db.engine import create_engine
 from bot.emulators.slack_driver import SlackDriver
 from bot.emulators.slack_records import ChannelMessage
 from bot.emulators.slack_seed import DEFAULT_BOT_TOKEN
 from bot.ids import ActionId
-from bot.service import OpsgateService, build_service
-from bot.settings import Settings, parse_config
+from bot.wiring.service import OpsgateService, build_service
 from connectors.emulators.faults import FaultSpec, fault_injector_of, start_app
 from connectors.secrets import LocalSecretStore
 

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.db.engine import create_engine
-from bot.slack_signature import sign
+from bot.web.slack_signature import sign
 
 from .conftest import SIGNING_SECRET, opentext_settings, process_env, start_emulators
 from .processes import OpsgateProcess, OpsgateProcesses, wait_until

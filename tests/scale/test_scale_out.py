@@ -30,7 +30,7 @@ from bot.db.engine import create_engine
 from bot.emulators.slack_driver import SlackDriver
 from bot.emulators.slack_records import ChannelMessage
 from bot.ids import ActionId
-from bot.leader import SCHEDULER_LOCK_KEY
+from bot.jobs.leader import SCHEDULER_LOCK_KEY
 from connectors.emulators.opentext import seed_generated_artifacts
 
 from .conftest import (

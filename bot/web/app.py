@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.deps import Deps
 from bot.metrics import Metrics
+from bot.wiring.deps import Deps
 
 __all__ = ["DEPS_KEY", "METRICS_KEY", "create_web_app"]
 

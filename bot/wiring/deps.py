@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.config.opsgate import OpsgateConfig, Settings, fingerprint_key, resolve_secret_key
 from bot.db.engine import create_engine, create_session_factory, is_sqlite
 from bot.db.migrate import upgrade_async
 from bot.domain.approvals import ApprovalEngine
 from bot.domain.audit import Fingerprinter
 from bot.domain.policy import Directory
 from bot.domain.requests import Clock, system_clock
-from bot.settings import OpsgateConfig, Settings, fingerprint_key, resolve_secret_key
 
 __all__ = ["Deps"]
 

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.blocks.requests import build_approval_message, build_decision_dm, build_progress_reply
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.policy import describe_rule
 from bot.domain.requests import ChangeRequest, Clock
-from bot.jobs import JobQueue
-from bot.outbox import Outbox
-from bot.settings import OpsgateConfig
+from bot.jobs.outbox import Outbox
+from bot.jobs.queue import JobQueue
 
 __all__ = ["EXECUTE_JOB", "SlackAnnouncer", "approval_key"]
 

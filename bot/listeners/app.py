@@ -18,9 +18,9 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.response import BoltResponse
 
+from bot.config.opsgate import Settings
 from bot.listeners import actions, commands, events, views
 from bot.listeners.context import INTERACTION_JOB, SlackContext
-from bot.settings import Settings
 
 __all__ = ["create_bolt_app"]
 

@@ -1,6 +1,6 @@
 """The `onboarding_templates:` section of the YAML file: what a new partner or media workflow needs.
 
-Kept apart from `commands/onboard.py` so that `bot/settings.py` can use these models without
+Kept apart from `commands/onboard.py` so that `bot/config/opsgate.py` can use these models without
 importing the workflow (which itself reads the settings). `{name}` and `{env}` in any text are
 replaced by the onboarded name and environment. Example::
 
@@ -37,8 +37,8 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bot.config.credentials import MAX_GRACE_PERIOD, Schedule, StoreKind
 from bot.domain.durations import Duration, format_duration
-from commands.credentials_config import MAX_GRACE_PERIOD, Schedule, StoreKind
 
 __all__ = [
     "PLACEHOLDERS",

@@ -20,17 +20,17 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.announcer import EXECUTE_JOB, SlackAnnouncer
-from bot.deps import Deps
-from bot.directory import SlackDirectory
+from bot.config.opsgate import OpsgateConfig, Settings
 from bot.domain.policy import Action
 from bot.domain.requests import Clock, system_clock
-from bot.execution import FailureHook, RequestExecutor
-from bot.jobs import JobHandler, JobIntake, JobQueue, JobRunner, TaskSupervisor
-from bot.leader import SchedulerLeadership
+from bot.jobs.announcer import EXECUTE_JOB, SlackAnnouncer
+from bot.jobs.executor import FailureHook, RequestExecutor
+from bot.jobs.leader import SchedulerLeadership
+from bot.jobs.outbox import Outbox, OutboxDelivery
+from bot.jobs.queue import JobHandler, JobIntake, JobQueue, JobRunner, TaskSupervisor
+from bot.listeners.directory import SlackDirectory
 from bot.metrics import Metrics
-from bot.outbox import Outbox, OutboxDelivery
-from bot.settings import OpsgateConfig, Settings
+from bot.wiring.deps import Deps
 from commands.workflow import Workflow
 
 __all__ = ["Runtime", "freeze_startup_heap"]

@@ -17,20 +17,20 @@ import httpx
 from slack_bolt.async_app import AsyncAck
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.alerts.http import add_alert_routes
-from bot.alerts.ids import AlertActionId
-from bot.alerts.payloads import AlertActionValue
 from bot.alerts.service import AlertService
 from bot.alerts.sources import rotation_failure, workflow_failure, workflow_recovered, workflow_resumed
 from bot.blocks.home import AlertSummary
+from bot.config.opsgate import OpsgateConfig, Settings
 from bot.domain.errors import DomainError
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest
-from bot.jobs import JobContext
+from bot.ids import AlertActionId
+from bot.jobs.queue import JobContext
 from bot.listeners.context import SlackContext
-from bot.service import OpsgateService
-from bot.settings import OpsgateConfig, Settings
-from bot.webhooks import WebhookDelivery, add_webhook_routes, plan_webhook_actions
+from bot.payloads import AlertActionValue
+from bot.web.alerts import add_alert_routes
+from bot.web.webhooks import WebhookDelivery, add_webhook_routes, plan_webhook_actions
+from bot.wiring.service import OpsgateService
 from commands.alerts import AlertCommands
 from commands.docs import DocsCommands, alert_summary
 from commands.lifecycle import ArchiveWorkflow, archive_specs, sweep_expiring_assets
@@ -185,7 +185,7 @@ async def wire(
     )
     rt.register_job(WEBHOOK_JOB, lambda job: _run_webhook_action(service, wiring, job))
     _schedule(service, config, wiring)
-    from bot.onboard_wiring import wire_onboarding  # imports commands that import this module's types
+    from bot.wiring.onboarding import wire_onboarding  # imports commands that import this module's types
 
     wire_onboarding(service, wiring, config)
     from bot.asset_requests import wire_asset_requests
@@ -349,7 +349,7 @@ async def _queue_webhook_actions(
 
 
 async def _run_webhook_action(service: OpsgateService, wiring: Wiring, job: JobContext) -> None:
-    from bot.alerts.model import AlertEvent
+    from bot.domain.alerts import AlertEvent
 
     action = job.payload["action"]
     delivery = job.payload["delivery"]
@@ -532,8 +532,8 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
         """Alert while a break-glass change is past its review deadline; resolve once reviewed."""
         from sqlalchemy import select
 
-        from bot.alerts.model import AlertEvent
         from bot.db.models import ChangeRequestRow
+        from bot.domain.alerts import AlertEvent
 
         now = clock()
         async with rt.deps.sessions() as session:

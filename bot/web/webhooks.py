@@ -20,111 +20,31 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.config.webhooks import (
+    WebhookAction,
+    WebhookActionRule,
+    WebhookSettings,
+    WebhookSource,
+)
+from bot.db.upsert import insert_into
 from bot.db.webhook_models import WebhookDeliveryRow
 from connectors.webhooks import WebhookRejected, verify_canto_delivery, verify_iconik_delivery
 
 __all__ = [
-    "DEFAULT_ICONIK_HEADER",
-    "AlertAction",
     "DeliveryHandler",
-    "NotifyAction",
     "PlannedAction",
-    "ReleaseAction",
-    "WebhookAction",
-    "WebhookActionRule",
     "WebhookDelivery",
-    "WebhookSettings",
     "add_webhook_routes",
     "plan_webhook_actions",
 ]
 
 log = logging.getLogger("opsgate.webhooks")
-
-DEFAULT_ICONIK_HEADER = "X-Opsgate-Webhook-Token"
-WebhookSource = Literal["canto", "iconik"]
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NotifyAction(_Strict):
-    """Post the delivery to a Slack channel."""
-
-    kind: Literal["notify"] = "notify"
-    channel: str = Field(min_length=1)
-
-
-class ReleaseAction(_Strict):
-    """Open a release request for the delivery's asset to a configured destination."""
-
-    kind: Literal["release"] = "release"
-    destination: str = Field(min_length=1)
-
-
-class AlertAction(_Strict):
-    """Raise an alert of this severity."""
-
-    kind: Literal["alert"] = "alert"
-    severity: Literal["info", "warning", "critical"] = "warning"
-
-
-WebhookAction = Annotated[NotifyAction | ReleaseAction | AlertAction, Field(discriminator="kind")]
-
-
-class WebhookActionRule(_Strict):
-    """When a delivery matches, do `action`. Unset matchers match anything.
-
-    `event` is Canto's event name (e.g. "Update Metadata") or iconik's event_type ("assets"),
-    compared case-insensitively; `realm` and `operation` are iconik's. `conditions` map a dotted
-    path in the payload to a value or a list of accepted values; `metadata.<field>` reads an iconik
-    metadata field's values (`data.metadata_values.<field>.field_values[].value`).
-    """
-
-    name: str = Field(min_length=1)
-    source: WebhookSource
-    event: str | None = None
-    realm: str | None = None
-    operation: str | None = None
-    conditions: dict[str, str | list[str]] = Field(default_factory=dict)
-    action: WebhookAction
-
-    @model_validator(mode="after")
-    def _iconik_matchers_for_iconik(self) -> WebhookActionRule:
-        if self.source == "canto" and (self.realm or self.operation):
-            raise ValueError(f"rule {self.name!r}: realm and operation only apply to iconik deliveries")
-        return self
-
-
-class WebhookSettings(BaseModel):
-    """Webhook secrets (as ${ENV} references in the YAML file) and the rules deliveries trigger."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    canto_secure_token: SecretStr | None = Field(None, description="Canto's webhook Secure Token")
-    iconik_header_name: str = Field(DEFAULT_ICONIK_HEADER, min_length=1)
-    iconik_secret: SecretStr | None = Field(None, description="value of iconik_header_name on deliveries")
-    actions: list[WebhookActionRule] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_rule_names(self) -> WebhookSettings:
-        names = [rule.name for rule in self.actions]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"webhook action names must be unique: {', '.join(duplicates)}")
-        return self
 
 
 # --------------------------------------------------------------------------- deliveries and plans
@@ -160,7 +80,7 @@ class PlannedAction:
     """What one matching rule asks for, for one delivery."""
 
     rule: str
-    action: NotifyAction | ReleaseAction | AlertAction
+    action: WebhookAction
     source: WebhookSource
     delivery_id: str
     event_type: str
@@ -302,10 +222,8 @@ def add_webhook_routes(
     async def record(accepted: _Accepted) -> web.Response:
         received_at = clock()
         async with sessions() as session, session.begin():
-            dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
             row_id = await session.scalar(
-                insert(WebhookDeliveryRow)
+                insert_into(session, WebhookDeliveryRow)
                 .values(
                     source=accepted.source,
                     delivery_id=accepted.delivery_id,

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.alerts.errors import InvalidMatcher
+from bot.domain.alert_errors import InvalidMatcher
 
 __all__ = [
     "MAX_DEDUP_KEY",

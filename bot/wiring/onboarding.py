@@ -1,4 +1,4 @@
-"""Wire onboarding and interface-spec drift into a running bot: one call from `bot.wiring.wire`.
+"""Wire onboarding and interface-spec drift into a running bot: one call from `bot.wiring.root.wire`.
 
     wiring = await wire(service, settings, config)
     wire_onboarding(service, wiring, config)
@@ -21,12 +21,12 @@ from typing import Any, Final
 from slack_bolt.async_app import AsyncAck
 
 from bot.blocks.text import escape
+from bot.config.opsgate import OpsgateConfig
 from bot.domain.policy import Action
 from bot.domain.requests import RequestStatus
-from bot.jobs import JobContext
-from bot.service import OpsgateService
-from bot.settings import OpsgateConfig
-from bot.wiring import Wiring
+from bot.jobs.queue import JobContext
+from bot.wiring.root import Wiring
+from bot.wiring.service import OpsgateService
 from commands.onboard import OnboardingWorkflow, onboarding_spec
 from commands.ops import Reply
 from commands.parsing import OpsArgs, UsageError, parse_onboard

@@ -24,12 +24,13 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.config.limits import MAX_JOB_ATTEMPTS
 from bot.db.engine import json_dumps
 from bot.db.models import Job
+from bot.db.upsert import insert_into
 
 __all__ = [
     "JobContext",
@@ -46,7 +47,6 @@ log = logging.getLogger("opsgate.jobs")
 
 LEASE = timedelta(seconds=120)
 LEASE_ENV = "OPSGATE_JOB_LEASE_SECONDS"
-MAX_ATTEMPTS = 8
 
 
 def job_lease(env: Mapping[str, str] | None = None) -> timedelta:
@@ -130,9 +130,7 @@ class JobQueue:
             "created_at": now,
             "updated_at": now,
         }
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(Job).values(**values)
+        statement = insert_into(session, Job).values(**values)
         if dedup_key is not None:
             statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
         return await session.scalar(statement.returning(Job.id))
@@ -171,7 +169,7 @@ class JobIntake:
         self._connection: AsyncConnection | None = None
         jobs = cast(Table, Job.__table__)
         self._insert = (
-            sqlite_insert(jobs)
+            sqlite.insert(jobs)
             .on_conflict_do_nothing(index_elements=["dedup_key"])
             .returning(jobs.c.dedup_key)
         )
@@ -475,7 +473,7 @@ class JobRunner:
             log.error("job failed permanently", extra={"job": job.id, "kind": job.kind, "error": str(exc)})
             return
         except Exception as exc:
-            if job.attempts >= MAX_ATTEMPTS:
+            if job.attempts >= MAX_JOB_ATTEMPTS:
                 await self._finish(job.id, "failed", error=f"{type(exc).__name__}: {exc}")
                 log.exception("job failed after %s attempts", job.attempts, extra={"job": job.id})
                 return

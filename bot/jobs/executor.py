@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.announcer import SlackAnnouncer
 from bot.domain.approvals import ApprovalEngine
 from bot.domain.errors import InvalidTransition, RequestExpired
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, RequestStatus
-from bot.jobs import JobContext, PermanentJobError
+from bot.jobs.announcer import SlackAnnouncer
+from bot.jobs.queue import JobContext, PermanentJobError
 from commands.workflow import ExecutionResult, Workflow, WorkflowFailed
 
 __all__ = ["FailureHook", "RequestExecutor", "ResumeHook", "SlackProgress", "SuccessHook"]

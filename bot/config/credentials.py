@@ -1,6 +1,6 @@
 """The `credentials:` section of the YAML file: what opsgate rotates, when, and who owns it.
 
-Kept apart from `commands/rotate.py` so that `bot/settings.py` can use these models without
+Kept apart from `commands/rotate.py` so that `bot/config/opsgate.py` can use these models without
 importing the rotation workflow (which itself reads the settings). Example::
 
     credentials:

@@ -26,15 +26,15 @@ from pydantic import (
     model_validator,
 )
 
-from bot.alerts.config import AlertsConfig
-from bot.asset_requests import AssetRequestSettings
+from bot.config.alerts import AlertsConfig
+from bot.config.archive import ArchiveSettings
+from bot.config.asset_requests import AssetRequestSettings
+from bot.config.credentials import Credentials
+from bot.config.destinations import DestinationConfig
+from bot.config.env import Settings
+from bot.config.onboarding import OnboardingTemplates
+from bot.config.webhooks import WebhookSettings
 from bot.domain.policy import PolicyRule, PolicySet, StaticDirectory
-from bot.env_settings import Settings
-from bot.webhooks import WebhookSettings
-from commands.credentials_config import Credentials
-from commands.lifecycle import ArchiveSettings
-from commands.onboard_config import OnboardingTemplates
-from commands.release import DestinationConfig
 from connectors.canto import CantoSettings
 from connectors.confluence import ConfluenceSettings
 from connectors.iconik import IconikSettings

@@ -22,8 +22,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.alerts.model import MAX_DEDUP_KEY, AlertEvent, Severity
 from bot.alerts.service import AlertService
+from bot.domain.alerts import MAX_DEDUP_KEY, AlertEvent, Severity
 
 __all__ = ["ALERTS_PATH", "AlertIn", "add_alert_routes"]
 

@@ -11,16 +11,16 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot.app import create_bolt_app
+from bot.config.opsgate import OpsgateConfig, Settings
 from bot.domain.policy import Action
 from bot.domain.requests import Clock, system_clock
-from bot.execution import FailureHook
+from bot.jobs.executor import FailureHook
+from bot.listeners.app import create_bolt_app
 from bot.listeners.context import COMMAND_JOB, HOME_JOB, INTERACTION_JOB, SlackContext
+from bot.listeners.jobs import SlackJobs
 from bot.metrics import Metrics
-from bot.runtime import Runtime
-from bot.settings import OpsgateConfig, Settings
-from bot.slack_jobs import SlackJobs
-from bot.web import create_web_app
+from bot.web.app import create_web_app
+from bot.wiring.runtime import Runtime
 from commands.ops import OpsCommands
 from commands.requests import RequestService
 from commands.workflow import Workflow

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bot.alerts.model import Severity
+from bot.domain.alerts import Severity
 from bot.domain.durations import Duration
 
 __all__ = ["AlertRoute", "AlertsConfig", "EscalationConfig", "HealthCheckConfig", "StormConfig"]

@@ -21,12 +21,11 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import ChangeRequestRow, OutboxMessage
+from bot.db.upsert import insert_into
 
 __all__ = ["DeliveryReport", "Outbox", "OutboxDelivery"]
 
@@ -78,9 +77,7 @@ class Outbox:
             "created_at": now,
             "request_ref": request_ref,
         }
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(OutboxMessage).values(**values)
+        statement = insert_into(session, OutboxMessage).values(**values)
         if dedup_key is not None:
             statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
         return await session.scalar(statement.returning(OutboxMessage.id))

@@ -14,7 +14,7 @@ from typing import Any
 from bot.blocks.home import AlertSummary, build_home
 from bot.domain.errors import DomainError
 from bot.domain.requests import RequestStatus
-from bot.jobs import JobContext
+from bot.jobs.queue import JobContext
 from bot.listeners.context import SlackContext
 from bot.payloads import RequestButton
 from commands.ops import OPEN_STATUSES, OpsCommands, Reply

@@ -1,0 +1,1 @@
+"""The composition root: builds every collaborator of a process through constructors."""

@@ -39,6 +39,7 @@ from bot.domain.audit import (
 log = logging.getLogger("opsgate.audit")
 
 __all__ = [
+    "AuditTrail",
     "append_event",
     "event_body",
     "export_events",
@@ -62,6 +63,18 @@ EXPORT_COLUMNS = (
     "prev_hash",
     "hash",
 )
+
+
+class AuditTrail:
+    """Appends to the hash chain inside one transaction; never commits."""
+
+    def __init__(self, session: AsyncSession, fingerprinter: Fingerprinter) -> None:
+        self._session = session
+        self._fingerprinter = fingerprinter
+
+    async def append(self, record: AuditRecord) -> AuditEvent:
+        """Chain `record` to the head; the caller's transaction fails if this does."""
+        return await append_event(self._session, record, self._fingerprinter)
 
 
 async def append_event(

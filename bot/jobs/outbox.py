@@ -25,15 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import ChangeRequestRow, OutboxMessage
-from bot.db.upsert import insert_into
+from bot.db.outbox import OutboxRows
 
 __all__ = ["DeliveryReport", "Outbox", "OutboxDelivery"]
 
 log = logging.getLogger("opsgate.outbox")
 
-METHODS = frozenset(
-    {"chat.postMessage", "chat.update", "chat.postEphemeral", "views.publish", "response_url"}
-)
 LEASE = timedelta(seconds=60)
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 300.0
@@ -63,32 +60,16 @@ class Outbox:
         request_ref: str | None = None,
     ) -> int | None:
         """Queue one call; None when `dedup_key` was queued before (a retry or double click)."""
-        if method not in METHODS:
-            raise ValueError(f"unknown outbox method {method!r}")
-        now = self._clock()
-        values = {
-            "conversation": conversation,
-            "method": method,
-            "payload": payload,
-            "dedup_key": dedup_key,
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "request_ref": request_ref,
-        }
-        statement = insert_into(session, OutboxMessage).values(**values)
-        if dedup_key is not None:
-            statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
-        return await session.scalar(statement.returning(OutboxMessage.id))
+        return await OutboxRows(session, self._clock).enqueue(
+            conversation=conversation,
+            method=method,
+            payload=payload,
+            dedup_key=dedup_key,
+            request_ref=request_ref,
+        )
 
     async def result_of(self, session: AsyncSession, dedup_key: str) -> dict[str, Any] | None:
-        row = await session.scalar(
-            select(OutboxMessage.result).where(
-                OutboxMessage.dedup_key == dedup_key, OutboxMessage.status == "sent"
-            )
-        )
-        return row
+        return await OutboxRows(session, self._clock).result_of(dedup_key)
 
 
 @dataclass

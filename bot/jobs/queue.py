@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bot.config.limits import MAX_JOB_ATTEMPTS
 from bot.db.engine import json_dumps
+from bot.db.jobs import JobRows
 from bot.db.models import Job
-from bot.db.upsert import insert_into
 
 __all__ = [
     "JobContext",
@@ -118,22 +118,9 @@ class JobQueue:
         request_id: int | None = None,
     ) -> int | None:
         """Add a job in the caller's transaction; None if `dedup_key` exists already."""
-        now = self._clock()
-        values = {
-            "kind": kind,
-            "payload": dict(payload),
-            "status": "queued",
-            "run_at": run_at or now,
-            "attempts": 0,
-            "dedup_key": dedup_key,
-            "request_id": request_id,
-            "created_at": now,
-            "updated_at": now,
-        }
-        statement = insert_into(session, Job).values(**values)
-        if dedup_key is not None:
-            statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
-        return await session.scalar(statement.returning(Job.id))
+        return await JobRows(session, self._clock).enqueue(
+            kind=kind, payload=payload, dedup_key=dedup_key, run_at=run_at, request_id=request_id
+        )
 
 
 _Pending = tuple[str, dict[str, Any], str | None, "asyncio.Future[bool]"]

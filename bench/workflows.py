@@ -7,7 +7,7 @@ iconik). This process is the bot: `build_service` + `wire`, the real job runner 
 
 1. Calibration: one release alone, through the job runner; its vendor calls and iconik job polls
    give the critical path: ideal_seconds = calls x latency + job-poll waits x poll interval.
-2. The run: `--releases` requests are opened and approved through the ApprovalEngine (not
+2. The run: `--releases` requests are opened and approved through the approval use case (not
    timed), then the runtime's loops start and the clock runs until every request has finished.
 
 Prints one JSON object:
@@ -159,12 +159,15 @@ async def vendor_stats(client: httpx.AsyncClient, urls: dict[str, str]) -> dict[
 async def open_and_approve(service: Any, config: Any, refs: list[str], destinations: int) -> list[str]:
     from commands.requests import release_spec
 
-    approvals = service.runtime.deps.approvals
+    deps = service.runtime.deps
+    approvals = deps.approvals
     opened = []
     for number, ref in enumerate(refs):
         spec = release_spec(config, asset=ref, destination=f"partner-{number % destinations}")
-        request = await approvals.create(spec, requester="U_REQ", reason="benchmark")
-        await approvals.approve(request.human_id, approver="U_APP1")
+        async with deps.database.transaction() as tx:
+            request = await approvals.create(tx, spec, requester="U_REQ", reason="benchmark")
+        async with deps.database.transaction() as tx:
+            await approvals.approve(tx, request.human_id, approver="U_APP1")
         opened.append(request.human_id)
     return opened
 

@@ -63,6 +63,7 @@ from pydantic import (
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.blocks.reply import Reply
 from bot.blocks.text import escaped, format_utc
 from bot.config.asset_requests import AssetRequestSettings
 from bot.config.limits import MAX_JOB_ATTEMPTS
@@ -80,7 +81,6 @@ if TYPE_CHECKING:
     from bot.config.opsgate import OpsgateConfig
     from bot.wiring.root import Wiring
     from bot.wiring.service import OpsgateService
-    from commands.ops import Reply
     from commands.parsing import OpsArgs
 
 __all__ = [
@@ -888,8 +888,6 @@ class AssetRequests:
 
     async def listing(self, *, limit: int = OPS_LISTING) -> Reply:
         """`/ops requests`: the newest asset requests, their state, asset and callback."""
-        from commands.ops import Reply  # commands.ops imports bot.config.opsgate, which imports this module
-
         async with self._sessions() as session:
             rows = (
                 await session.scalars(

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.blocks.reply import Reply
 from bot.blocks.text import escaped
 from bot.db.asset_request_models import MediaHistoryImport
 from bot.db.audit_log import append_event
@@ -38,7 +39,6 @@ from bot.db.upsert import insert_into
 from bot.domain.audit import AuditRecord, Fingerprinter
 from bot.domain.policy import Action
 from bot.domain.requests import RequestStatus
-from commands.ops import Reply
 from connectors.errors import ConnectorError
 from connectors.iconik import IconikHistoryEntry
 

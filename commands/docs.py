@@ -5,7 +5,7 @@
     weekly status                  upsert the page of the ISO week, return a line for a channel
     incident page                  the alert's "Open incident page" button: create once, return the URL
 
-Slack-free: commands return `commands.ops.Reply` (or typed results for jobs) and raise
+Slack-free: commands return the text to show (or typed results for jobs) and raise
 `PrecheckFailed` with a message the person can act on. Connectors arrive as callables
 environment -> connector, so this module does not care who builds them. Pages are built by the
 pure functions of `commands.docs_pages`; checklists are read by `commands.release_checklist`.
@@ -42,7 +42,6 @@ from commands.docs_pages import (
     upcoming_windows,
     weekly_page_title,
 )
-from commands.ops import Reply
 from commands.release_checklist import ChecklistError, ChecklistRow, normalise_version, parse_checklist
 from commands.workflow import PrecheckFailed
 from connectors.base import DocumentStore
@@ -89,7 +88,7 @@ class OpenTextInventory(Protocol):
 
 
 class RequestHistory(Protocol):
-    """Change requests newest first (ApprovalEngine satisfies it)."""
+    """Change requests newest first (bot.wiring.deps.RequestHistoryReader satisfies it)."""
 
     async def list_requests(self, *, limit: int = ..., offset: int = ...) -> list[ChangeRequest]: ...
 
@@ -193,11 +192,11 @@ class DocsCommands:
 
     # --- /ops publish-docs -----------------------------------------------------------------
 
-    async def publish_docs(self, solution: str | None = None) -> Reply:
+    async def publish_docs(self, solution: str | None = None) -> str:
         """`/ops publish-docs [solution]`: upsert the environment page(s) and say what happened."""
         published = await self.publish_environment_pages(solution)
         if not published:
-            return Reply("No solutions are configured: nothing to publish.")
+            return "No solutions are configured: nothing to publish."
         lines = ["*Environment pages*"]
         for page in published:
             where = f"<{escape(page.url)}|{escape(page.title)}>" if page.url else escape(page.title)
@@ -209,7 +208,7 @@ class DocsCommands:
             if page.unavailable:
                 line += f" (OpenText could not be read in {', '.join(page.unavailable)})"
             lines.append(line)
-        return Reply("\n".join(lines))
+        return "\n".join(lines)
 
     async def publish_environment_pages(self, solution: str | None = None) -> list[PublishedPage]:
         """Upsert the environment page of one solution, or of every solution (the scheduled job)."""
@@ -265,10 +264,10 @@ class DocsCommands:
 
     # --- /ops readiness --------------------------------------------------------------------
 
-    async def readiness(self, page: str, *, space: str | None = None) -> Reply:
+    async def readiness(self, page: str, *, space: str | None = None) -> str:
         """`/ops readiness <page>`: where OpenText differs from the checklist on the page."""
         report = await self.check_readiness(page, space=space)
-        return Reply(_readiness_text(report))
+        return _readiness_text(report)
 
     async def check_readiness(self, page: str, *, space: str | None = None) -> ReadinessReport:
         """Read the checklist page (id, or title in `space` / the solutions' spaces) and compare."""

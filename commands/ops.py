@@ -1,126 +1,125 @@
-"""`/ops` subcommands as Slack-free use cases returning text for the person who asked."""
+"""`/ops` subcommands on change requests, as Slack-free use cases returning typed results.
+
+Each takes the caller's transaction first and returns what was found; bot/blocks/ops.py renders
+it for the person who asked.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
-from sqlalchemy import select
-
-from bot.blocks.requests import build_request_line
 from bot.config.opsgate import OpsgateConfig
-from bot.db.models import AuditEvent, TargetLock
-from bot.domain.approvals import ApprovalEngine
+from bot.domain.audit import ChainedRecord
 from bot.domain.errors import InvalidTransition
-from bot.domain.policy import Action, describe_rule
-from bot.domain.requests import ChangeRequest, Clock, RequestStatus
-from commands.requests import RequestService
+from bot.domain.policy import Action
+from bot.domain.requests import ChangeRequest, ChangeSpec, RequestStatus
+from commands.approvals import Approvals
+from commands.ports import ReadingTx, RequestTx
+from commands.promote import rollback_spec
 from commands.workflow import PrecheckFailed
 
-__all__ = ["OPEN_STATUSES", "OpsCommands", "Reply"]
+__all__ = [
+    "OPEN_STATUSES",
+    "AuditListing",
+    "OpsCommands",
+    "RequestListing",
+    "RollbackPlan",
+    "StatusReport",
+]
 
 OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.EXECUTING)
+STATUS_WINDOW = 200  # `/ops status` counts this many of the latest requests
+LISTING_SIZE = 25
 
 
-@dataclass
-class Reply:
-    text: str
-    blocks: list[dict[str, Any]] = field(default_factory=list)
+@dataclass(frozen=True)
+class StatusReport:
+    """The latest requests counted by status, those still in flight, and the locked targets."""
+
+    environment: str | None
+    examined: int
+    counts: Mapping[RequestStatus, int]
+    in_flight: tuple[ChangeRequest, ...]
+    locked_targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RequestListing:
+    scope: Literal["pending", "mine"]
+    requests: tuple[ChangeRequest, ...]
+
+
+@dataclass(frozen=True)
+class AuditListing:
+    """One request's audit trail, oldest first."""
+
+    request: ChangeRequest
+    events: tuple[ChainedRecord, ...]
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """The promotion that puts back what `original` replaced; open it with RequestService."""
+
+    original: ChangeRequest
+    spec: ChangeSpec
+
+    @property
+    def reason(self) -> str:
+        return f"Rollback of {self.original.human_id}"
 
 
 @dataclass
 class OpsCommands:
-    engine: ApprovalEngine
+    approvals: Approvals
     config: OpsgateConfig
-    requests: RequestService
-    clock: Clock
 
-    async def status(self, environment: str | None) -> Reply:
+    async def status(self, tx: ReadingTx, environment: str | None) -> StatusReport:
         if environment and environment not in self.config.environments:
             raise PrecheckFailed(
                 f"Unknown environment '{environment}'. Configured: {', '.join(sorted(self.config.environments))}."
             )
-        recent = await self.engine.list_requests(limit=200)
+        recent = await self.approvals.list_requests(tx, limit=STATUS_WINDOW)
         if environment:
             recent = [r for r in recent if r.environment == environment]
-        counts = Counter(r.status.value for r in recent)
-        scope = f"*{environment}*" if environment else "all environments"
-        lines = [f"Status for {scope} (last {len(recent)} requests):"]
-        lines.append(
-            ", ".join(f"{status}: {counts.get(status.value, 0)}" for status in RequestStatus) or "none"
-        )
-        in_flight = [r for r in recent if r.status in OPEN_STATUSES]
-        if in_flight:
-            lines.append("In flight:")
-            lines.extend(f"• {build_request_line(r, now=self.clock())}" for r in in_flight[:15])
-        async with self.engine._sessions() as session:
-            locks = (await session.scalars(select(TargetLock.target_key))).all()
+        locks = await tx.requests.locked_targets()
         if environment:
             locks = [lock for lock in locks if lock.endswith(f"@{environment}")]
-        lines.append(f"Locked targets: {', '.join(locks) if locks else 'none'}")
-        return Reply("\n".join(lines))
+        return StatusReport(
+            environment=environment,
+            examined=len(recent),
+            counts=Counter(r.status for r in recent),
+            in_flight=tuple(r for r in recent if r.status in OPEN_STATUSES),
+            locked_targets=tuple(locks),
+        )
 
-    async def pending(self) -> Reply:
-        pending = await self.engine.list_requests(statuses=[RequestStatus.PENDING], limit=25)
-        return self._listing("Waiting for approval", pending)
+    async def pending(self, tx: ReadingTx) -> RequestListing:
+        found = await self.approvals.list_requests(tx, statuses=[RequestStatus.PENDING], limit=LISTING_SIZE)
+        return RequestListing("pending", tuple(found))
 
-    async def mine(self, user: str) -> Reply:
-        mine = await self.engine.list_requests(requester=user, limit=25)
-        return self._listing("Your requests", mine)
+    async def mine(self, tx: ReadingTx, user: str) -> RequestListing:
+        found = await self.approvals.list_requests(tx, requester=user, limit=LISTING_SIZE)
+        return RequestListing("mine", tuple(found))
 
-    def _listing(self, title: str, requests: list[ChangeRequest]) -> Reply:
-        if not requests:
-            return Reply(f"{title}: none.")
-        now = self.clock()
-        return Reply("\n".join([f"*{title}*", *(f"• {build_request_line(r, now=now)}" for r in requests)]))
+    async def show(self, tx: ReadingTx, ref: str) -> ChangeRequest:
+        return await self.approvals.get(tx, ref)
 
-    async def show(self, ref: str) -> Reply:
-        request = await self.engine.get(ref)
-        policy = describe_rule(request.policy, expires_at=request.expires_at)
-        lines = [
-            f"*{request.human_id}* {request.action.value} of `{request.target}` in *{request.environment}*: "
-            f"*{request.status.value}*",
-            f"Requested by <@{request.requester}>: {request.reason or '(no reason given)'}",
-            f"Parameters: {', '.join(f'{k}={v}' for k, v in request.parameters.items())}",
-            f"Policy '{request.policy.name}': {policy}",
-            "Approvals: " + (", ".join(f"<@{a.approver}>" for a in request.valid_approvals) or "none yet"),
-        ]
-        if request.failure_reason:
-            lines.append(f"Failure: {request.failure_reason}")
-        if request.emergency:
-            lines.append(
-                f"Break-glass change; review {'done by <@' + request.reviewed_by + '>' if request.reviewed_by else 'due'}"
-            )
-        return Reply("\n".join(lines))
+    async def cancel(self, tx: RequestTx, ref: str, user: str) -> ChangeRequest:
+        return await self.approvals.cancel(tx, ref, user=user)
 
-    async def cancel(self, ref: str, user: str) -> Reply:
-        request = await self.engine.cancel(ref, user=user)
-        return Reply(f"{request.human_id} cancelled. Its target is free again.")
+    async def review(self, tx: RequestTx, ref: str, reviewer: str, notes: str) -> ChangeRequest:
+        return await self.approvals.review_emergency(tx, ref, reviewer=reviewer, notes=notes)
 
-    async def audit(self, ref: str) -> Reply:
-        await self.engine.get(ref)  # a clear "no such request" first
-        async with self.engine._sessions() as session:
-            events = (
-                await session.scalars(
-                    select(AuditEvent).where(AuditEvent.request_ref == ref.upper()).order_by(AuditEvent.seq)
-                )
-            ).all()
-        lines = [f"*Audit trail of {ref.upper()}* ({len(events)} events, hash-chained)"]
-        for event in events[:40]:
-            when = _utc(event.occurred_at)
-            change = f" {event.before_status or '∅'} → {event.after_status}" if event.after_status else ""
-            reason = f": {event.reason}" if event.reason else ""
-            lines.append(
-                f"• {when} <@{event.actor}> {event.action}{change}{reason} `#{event.seq} {event.hash[:10]}`"
-            )
-        return Reply("\n".join(lines))
+    async def audit(self, tx: ReadingTx, ref: str) -> AuditListing:
+        request = await self.approvals.get(tx, ref)  # a clear "no such request" first
+        return AuditListing(request, tuple(await tx.requests.audit_events(request.human_id)))
 
-    async def rollback(
-        self, ref: str, user: str, *, emergency_reason: str | None, idempotency_key: str
-    ) -> Reply:
-        original = await self.engine.get(ref)
+    async def rollback(self, tx: ReadingTx, ref: str) -> RollbackPlan:
+        """What rolling `ref` back would open; only finished promotions roll back."""
+        original = await self.approvals.get(tx, ref)
         if original.action is not Action.PROMOTION:
             raise InvalidTransition(
                 f"{original.human_id} is a {original.action.value}; only promotions roll back."
@@ -129,22 +128,4 @@ class OpsCommands:
             raise InvalidTransition(
                 f"{original.human_id} is {original.status.value}; roll back after it finishes."
             )
-        from commands.promote import rollback_spec  # the promotion workflow knows the previous version
-
-        spec = rollback_spec(original)
-        opened = await self.requests.open(
-            spec,
-            requester=user,
-            reason=f"Rollback of {original.human_id}",
-            emergency_reason=emergency_reason,
-            idempotency_key=idempotency_key,
-            rollback_of=original.human_id,
-        )
-        return Reply(
-            f"{opened.human_id} opened: promote {spec.target} {spec.parameters.get('version')} back into "
-            f"{spec.environment} (rollback of {original.human_id}), status {opened.status.value}."
-        )
-
-
-def _utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+        return RollbackPlan(original, rollback_spec(original))  # the promotion knows what it replaced

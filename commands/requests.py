@@ -1,4 +1,4 @@
-"""Opening change requests from what people typed: validate, pre-check, then ask the engine.
+"""Opening change requests from what people typed: validate, pre-check, then open the request.
 
 Slack-free: the Slack layer parses nothing itself and renders whatever this returns or raises.
 """
@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config.opsgate import OpsgateConfig
-from bot.domain.approvals import ApprovalEngine
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, ChangeSpec
 from commands import promote, release, rotate
+from commands.approvals import Approvals
+from commands.ports import RequestTx
 from commands.rotate import find_credential
 from commands.workflow import PrecheckFailed, Workflow
 
@@ -66,12 +67,13 @@ def release_spec(config: OpsgateConfig, *, asset: str, destination: str) -> Chan
 
 @dataclass
 class RequestService:
-    engine: ApprovalEngine
+    approvals: Approvals
     config: OpsgateConfig
     workflows: Mapping[Action, Workflow]
 
     async def open(
         self,
+        tx: RequestTx,
         spec: ChangeSpec,
         *,
         requester: str,
@@ -80,13 +82,18 @@ class RequestService:
         idempotency_key: str | None = None,
         rollback_of: str | None = None,
     ) -> ChangeRequest:
-        """Pre-check with the workflow (if one is configured), then open the request."""
+        """Pre-check with the workflow (if one is configured), then open the request in `tx`.
+
+        The pre-check asks the vendor before the transaction's first statement: call this first
+        in a fresh transaction so no lock waits on the vendor.
+        """
         preview: dict[str, Any] | None = None
         workflow = self.workflows.get(spec.action)
         if workflow is not None:
             checked = await workflow.precheck(spec, requester=requester)
             preview = {"summary": checked.summary, **dict(checked.details)}
-        return await self.engine.create(
+        return await self.approvals.create(
+            tx,
             spec,
             requester=requester,
             reason=reason,

@@ -10,7 +10,7 @@ expected version compared with the deployment in that environment. In the other 
 artifacts OpenText runs in an environment the page covers, from a solution the page covers, that
 the page does not list for that environment are differences too.
 
-Slack-free: the command returns `commands.ops.Reply`; the monitor feeds `AlertEvent`s to anything
+Slack-free: the command returns the text to show; the monitor feeds `AlertEvent`s to anything
 with `ingest` (the AlertService).
 """
 
@@ -28,7 +28,6 @@ from bot.config.opsgate import OpsgateConfig
 from bot.domain.alerts import AlertEvent, Severity
 from commands.confluence_lookup import find_named_page, solution_spaces
 from commands.interface_spec import InterfaceSpec, SpecError, SpecRow, parse_interface_spec
-from commands.ops import Reply
 from commands.release_checklist import normalise_version
 from commands.workflow import PrecheckFailed
 from connectors.base import DocumentStore
@@ -323,9 +322,9 @@ class SpecChecker:
         findings.extend(await _undocumented(listed, inventory))
         return SpecReport(page, tuple(findings), spec.problems)
 
-    async def spec_check(self, page: str) -> Reply:
+    async def spec_check(self, page: str) -> str:
         """`/ops spec-check <page>`: every difference between the page and OpenText."""
-        return Reply(spec_report_text(await self.check(page)))
+        return spec_report_text(await self.check(page))
 
     async def labelled_pages(self) -> list[Page]:
         """Every page labelled `interface-spec` in the solutions' spaces (the scheduled check's pages)."""

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import Job
@@ -47,3 +48,12 @@ class JobRows:
         if dedup_key is not None:
             statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
         return await self._session.scalar(statement.returning(Job.id))
+
+    async def requeue(self, dedup_key: str) -> bool:
+        """Run the job under `dedup_key` again now, keeping its recorded step and state; False if none."""
+        result = await self._session.execute(
+            update(Job)
+            .where(Job.dedup_key == dedup_key)
+            .values(status="queued", run_at=self._clock(), last_error=None)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -7,8 +7,13 @@ Edge code (a listener's job, a scheduled duty, a webhook route) owns the transac
 
 Repositories never commit; the block commits when it exits cleanly and rolls back when it
 raises, so a state change, its audit event and the messages announcing it land together or
-not at all. Use cases see `tx` through the Protocols they declare (commands/ports.py), never
+not at all. The one exception is an error that reports a change it made itself
+(`DomainError.keeps_changes`, e.g. RequestExpired): that change commits, then the error goes on
+to the caller. Use cases see `tx` through the Protocols they declare (commands/ports.py), never
 this class or SQLAlchemy.
+
+The transaction's first statement is the first call a use case makes on `tx`: no connection is
+taken before it, so slow work done first (directory lookups, vendor pre-checks) holds no lock.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from bot.db.audit_log import AuditTrail
 from bot.db.engine import READ_ONLY, create_session_factory
 from bot.db.jobs import JobRows
 from bot.db.outbox import OutboxRows
+from bot.db.requests import RequestRepository
 from bot.domain.audit import Fingerprinter
+from bot.domain.errors import DomainError
 
 __all__ = ["Database", "Transaction"]
 
@@ -39,6 +46,7 @@ class Transaction:
         self.outbox = OutboxRows(session, clock)
         self.jobs = JobRows(session, clock)
         self.audit = AuditTrail(session, fingerprinter)
+        self.requests = RequestRepository(session)
 
 
 class Database:
@@ -55,8 +63,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A read-write transaction (SQLite: BEGIN IMMEDIATE at its first statement)."""
-        async with self.sessions() as session, session.begin():
-            yield Transaction(session, clock=self._clock, fingerprinter=self._fingerprinter)
+        kept: DomainError | None = None
+        async with self.sessions() as session:
+            async with session.begin():
+                try:
+                    yield Transaction(session, clock=self._clock, fingerprinter=self._fingerprinter)
+                except DomainError as error:
+                    if not error.keeps_changes:
+                        raise
+                    kept = error
+            if kept is not None:
+                raise kept
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Transaction]:

@@ -24,6 +24,7 @@ __all__ = [
     "ChainBreak",
     "ChainSegment",
     "ChainVerifier",
+    "ChainedRecord",
     "Fingerprinter",
     "canonical_bytes",
     "canonical_json",
@@ -86,6 +87,15 @@ class AuditRecord:
             "reason": self.reason,
             "evidence": dict(self.evidence),
         }
+
+
+@dataclass(frozen=True)
+class ChainedRecord:
+    """A record as the trail holds it: its place in the chain and its hash."""
+
+    seq: int
+    hash: str
+    record: AuditRecord
 
 
 def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:

@@ -10,11 +10,17 @@ DomainError
  ├─ TargetLocked            another request holds the target
  ├─ RequestNotFound
  ├─ InvalidTransition       already decided, expired, executing...
- │    └─ RequestExpired
+ │    └─ RequestExpired          raised after the expiry it reports was recorded (keeps_changes)
  └─ QuorumNotMet            start_execution without enough valid approvals
+
+An error whose `keeps_changes` is true reports a state change it made itself: the transaction it
+is raised in (bot/db/transaction.py) commits that change, then lets the error reach the caller.
+Every other error rolls the transaction back.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 __all__ = [
     "BreakGlassRefused",
@@ -34,6 +40,8 @@ __all__ = [
 
 class DomainError(Exception):
     """Base of every rule violation; `str(error)` is the user-facing explanation."""
+
+    keeps_changes: ClassVar[bool] = False
 
 
 class PolicyDenied(DomainError):
@@ -75,7 +83,9 @@ class InvalidTransition(DomainError):
 
 
 class RequestExpired(InvalidTransition):
-    pass
+    """The request was past its deadline: it is expired now, and that expiry must stand."""
+
+    keeps_changes = True
 
 
 class QuorumNotMet(DomainError):

@@ -7,17 +7,14 @@ The requester gets a DM for every decision; execution progress goes to the messa
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.blocks.requests import build_approval_message, build_decision_dm, build_progress_reply
 from bot.config.opsgate import OpsgateConfig
 from bot.domain.policy import describe_rule
 from bot.domain.requests import ChangeRequest, Clock
-from bot.jobs.outbox import Outbox
-from bot.jobs.queue import JobQueue
+from commands.ports import MessageTx
 
 __all__ = ["EXECUTE_JOB", "SlackAnnouncer", "approval_key"]
 
@@ -50,22 +47,20 @@ def approval_key(ref: str) -> str:
 
 
 class SlackAnnouncer:
-    """The engine's TransitionObserver for Slack."""
+    """The approval use case's TransitionObserver for Slack: queues through the transaction it is given."""
 
-    def __init__(self, config: OpsgateConfig, outbox: Outbox, jobs: JobQueue, clock: Clock) -> None:
+    def __init__(
+        self, config: OpsgateConfig, clock: Clock, *, delivery_wake: asyncio.Event | None = None
+    ) -> None:
         self._config = config
-        self._outbox = outbox
-        self._jobs = jobs
         self._clock = clock
-        self.delivery_wake: Any = None  # set by the runtime: an asyncio.Event to start delivery at once
+        self.delivery_wake = delivery_wake  # set to start delivery at once instead of at the next poll
 
     def channel_for(self, request: ChangeRequest) -> str:
         name = request.policy.approval_channel or self._config.slack.approvals_channel
         return self._config.slack.channels.get(name.lstrip("#"), self._config.slack.channels.get(name, name))
 
-    async def on_transition(
-        self, session: AsyncSession, request: ChangeRequest, *, event: str, actor: str
-    ) -> None:
+    async def on_transition(self, tx: MessageTx, request: ChangeRequest, *, event: str, actor: str) -> None:
         channel = self.channel_for(request)
         text, blocks = build_approval_message(
             request,
@@ -75,11 +70,10 @@ class SlackAnnouncer:
         message = {"channel": channel, "text": text, "blocks": [b.to_dict() for b in blocks]}
         ref = request.human_id
         if event in ("request.created", "request.break_glass"):
-            await self._outbox.enqueue(session, conversation=channel, method="chat.postMessage", payload=message,
-                                       dedup_key=approval_key(ref), request_ref=ref)  # fmt: skip
+            await tx.outbox.enqueue(conversation=channel, method="chat.postMessage", payload=message,
+                                    dedup_key=approval_key(ref), request_ref=ref)  # fmt: skip
         else:
-            await self._outbox.enqueue(
-                session,
+            await tx.outbox.enqueue(
                 conversation=channel,
                 method="chat.update",
                 payload={
@@ -92,11 +86,10 @@ class SlackAnnouncer:
         if event in THREAD_EVENTS:
             step, ok = THREAD_EVENTS[event]
             detail = request.failure_reason or "" if event == "execution.failed" else ""
-            await self.thread_reply(session, request, step=step, detail=detail, ok=ok)
+            await self.thread_reply(tx, request, step=step, detail=detail, ok=ok)
         if event in DM_EVENTS:
             dm_text, dm_blocks = build_decision_dm(request, event=event, actor=actor)
-            await self._outbox.enqueue(
-                session,
+            await tx.outbox.enqueue(
                 conversation=request.requester,
                 method="chat.postMessage",
                 payload={
@@ -108,14 +101,14 @@ class SlackAnnouncer:
                 request_ref=ref,
             )
         if event in ("request.approved", "request.break_glass"):
-            await self._jobs.enqueue(session, kind=EXECUTE_JOB, payload={"ref": ref},
-                                     dedup_key=f"execute:{ref}", request_id=request.id)  # fmt: skip
+            await tx.jobs.enqueue(kind=EXECUTE_JOB, payload={"ref": ref}, dedup_key=f"execute:{ref}",
+                                  request_id=request.id)  # fmt: skip
         if self.delivery_wake is not None:
             self.delivery_wake.set()
 
     async def thread_reply(
         self,
-        session: AsyncSession,
+        tx: MessageTx,
         request: ChangeRequest,
         *,
         step: str,
@@ -124,8 +117,7 @@ class SlackAnnouncer:
     ) -> None:
         channel = self.channel_for(request)
         text, blocks = build_progress_reply(request, step=step, detail=detail, ok=ok)
-        await self._outbox.enqueue(
-            session,
+        await tx.outbox.enqueue(
             conversation=channel,
             method="chat.postMessage",
             payload={

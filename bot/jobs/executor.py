@@ -4,6 +4,9 @@ The job is unique per request (`execute:<ID>`), `start_execution` is a compare-a
 workflow step is recorded before its side effect, so a crash or restart resumes the same run
 instead of starting a second one. When a run is taken over from a worker that stopped mid-way
 (its job lease ran out), the thread says so and `on_resume` raises an info alert.
+
+Each state change is its own short transaction; the workflow's vendor calls run between them,
+never inside one.
 """
 
 from __future__ import annotations
@@ -12,14 +15,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from bot.domain.approvals import ApprovalEngine
+from bot.db.transaction import Database
 from bot.domain.errors import InvalidTransition, RequestExpired
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest, RequestStatus
 from bot.jobs.announcer import SlackAnnouncer
 from bot.jobs.queue import JobContext, PermanentJobError
+from commands.approvals import Approvals
 from commands.workflow import ExecutionResult, Workflow, WorkflowFailed
 
 __all__ = ["FailureHook", "RequestExecutor", "ResumeHook", "SlackProgress", "SuccessHook"]
@@ -35,18 +37,16 @@ ResumeHook = Callable[[ChangeRequest, str], Awaitable[None]]
 class SlackProgress:
     """ProgressReporter that posts each step as a thread reply under the approval message."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], announcer: SlackAnnouncer, request: ChangeRequest
-    ):
-        self._sessions = sessions
+    def __init__(self, database: Database, announcer: SlackAnnouncer, request: ChangeRequest):
+        self._database = database
         self._announcer = announcer
         self._request = request
         self.steps: list[str] = []
 
     async def step(self, name: str, detail: str = "", *, ok: bool | None = None) -> None:
         self.steps.append(name)
-        async with self._sessions() as session, session.begin():
-            await self._announcer.thread_reply(session, self._request, step=name, detail=detail, ok=ok)
+        async with self._database.transaction() as tx:
+            await self._announcer.thread_reply(tx, self._request, step=name, detail=detail, ok=ok)
         if self._announcer.delivery_wake is not None:
             self._announcer.delivery_wake.set()
 
@@ -86,8 +86,8 @@ class RequestExecutor:
 
     def __init__(
         self,
-        engine: ApprovalEngine,
-        sessions: async_sessionmaker[AsyncSession],
+        approvals: Approvals,
+        database: Database,
         announcer: SlackAnnouncer,
         workflows: Mapping[Action, Workflow],
         *,
@@ -95,26 +95,27 @@ class RequestExecutor:
         on_success: SuccessHook | None = None,
         on_resume: ResumeHook | None = None,
     ) -> None:
-        self._engine = engine
+        self._approvals = approvals
         self.on_success = on_success
         self.on_resume = on_resume
-        self._sessions = sessions
+        self._database = database
         self._announcer = announcer
         self.workflows = dict(workflows)
         self.on_failure = on_failure
 
     async def __call__(self, job: JobContext) -> None:
         ref = str(job.payload["ref"])
-        request = await self._engine.get(ref)
+        request = await self._get(ref)
         if request.is_terminal:
             return  # finished in an earlier run; nothing to redo
         if request.status is RequestStatus.APPROVED:
             try:
-                request = await self._engine.start_execution(ref)
+                async with self._database.transaction() as tx:
+                    request = await self._approvals.start_execution(tx, ref)
             except RequestExpired as exc:
                 raise PermanentJobError(str(exc)) from exc
             except InvalidTransition:
-                request = await self._engine.get(ref)
+                request = await self._get(ref)
                 if request.status is not RequestStatus.EXECUTING:
                     raise
             if job.step is None:
@@ -124,11 +125,12 @@ class RequestExecutor:
             raise InvalidTransition(f"{ref} is {request.status.value}; waiting to be startable")
         workflow = self.workflows.get(request.action)
         if workflow is None:
-            await self._engine.fail(
-                ref, reason=f"No workflow is configured for {request.action.value} requests."
-            )
+            async with self._database.transaction() as tx:
+                await self._approvals.fail(
+                    tx, ref, reason=f"No workflow is configured for {request.action.value} requests."
+                )
             return
-        progress = SlackProgress(self._sessions, self._announcer, request)
+        progress = SlackProgress(self._database, self._announcer, request)
         if job.reclaimed and job.step is not None:
             await self._announce_resume(request, job.step, progress)
         try:
@@ -139,16 +141,22 @@ class RequestExecutor:
             evidence = {"step": failure.step, **failure.evidence}
             if failure.partial:
                 evidence["succeeded_before_failure"] = failure.partial
-            failed = await self._engine.fail(ref, reason=failure.reason, evidence=evidence)
+            async with self._database.transaction() as tx:
+                failed = await self._approvals.fail(tx, ref, reason=failure.reason, evidence=evidence)
             if self.on_failure is not None:
                 await self.on_failure(failed, failure)
             return
         result = dict(outcome.result)
         if outcome.links:
             result["links"] = dict(outcome.links)
-        done = await self._engine.succeed(ref, result=result, evidence=dict(outcome.evidence))
+        async with self._database.transaction() as tx:
+            done = await self._approvals.succeed(tx, ref, result=result, evidence=dict(outcome.evidence))
         if self.on_success is not None:
             await self.on_success(done)
+
+    async def _get(self, ref: str) -> ChangeRequest:
+        async with self._database.reading() as tx:
+            return await self._approvals.get(tx, ref)
 
     async def _announce_resume(self, request: ChangeRequest, step: str, progress: SlackProgress) -> None:
         await progress.step(

@@ -24,8 +24,9 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import ChangeRequestRow, OutboxMessage
+from bot.db.models import OutboxMessage
 from bot.db.outbox import OutboxRows
+from bot.db.requests import RequestRepository
 
 __all__ = ["DeliveryReport", "Outbox", "OutboxDelivery"]
 
@@ -336,9 +337,8 @@ class OutboxDelivery:
                 )
             )
             if status == "sent" and result and row.dedup_key and row.dedup_key.startswith("approval:"):
-                # Remember where the approval message lives so later updates can find it.
-                await session.execute(
-                    update(ChangeRequestRow)
-                    .where(ChangeRequestRow.human_id == row.dedup_key.removeprefix("approval:"))
-                    .values(slack_channel=result.get("channel"), slack_ts=result.get("ts"))
+                await RequestRepository(session).record_slack_message(
+                    row.dedup_key.removeprefix("approval:"),
+                    channel=result.get("channel"),
+                    ts=result.get("ts"),
                 )

@@ -63,6 +63,8 @@ async def _open_reject_modal(
     ctx: SlackContext, trigger_id: str, value: str, channel: str | None, ts: str | None
 ) -> None:
     button = RequestButton.model_validate_json(value)
-    request = await ctx.runtime.deps.approvals.get(button.ref)
+    deps = ctx.runtime.deps
+    async with deps.database.reading() as reading:
+        request = await deps.approvals.get(reading, button.ref)
     view = build_reject_modal(request, RejectModalMetadata(ref=button.ref, channel_id=channel, message_ts=ts))
     await ctx.runtime.slack.views_open(trigger_id=trigger_id, view=view)

@@ -12,12 +12,22 @@ import uuid
 from typing import Any
 
 from bot.blocks.home import AlertSummary, build_home
+from bot.blocks.ops import (
+    render_audit,
+    render_cancelled,
+    render_listing,
+    render_request,
+    render_reviewed,
+    render_rollback,
+    render_status,
+)
+from bot.blocks.reply import Reply
 from bot.domain.errors import DomainError
 from bot.domain.requests import RequestStatus
 from bot.jobs.queue import JobContext
 from bot.listeners.context import SlackContext
 from bot.payloads import RequestButton
-from commands.ops import OPEN_STATUSES, OpsCommands, Reply
+from commands.ops import OPEN_STATUSES, OpsCommands
 from commands.parsing import OpsArgs, PromoteArgs, ReleaseArgs, RotateArgs, UsageError, parse_command
 from commands.requests import promotion_spec, release_spec, rotation_spec
 from connectors.errors import ConnectorError
@@ -41,7 +51,7 @@ class SlackJobs:
         reply = Reply(reply) if isinstance(reply, str) else reply
         url = payload.get("response_url")
         rt = self._ctx.runtime
-        async with rt.deps.sessions() as session, session.begin():
+        async with rt.deps.database.transaction() as tx:
             if url:
                 body: dict[str, Any] = {
                     "response_type": "ephemeral",
@@ -49,12 +59,11 @@ class SlackJobs:
                     "text": reply.text,
                 }
                 if reply.blocks:
-                    body["blocks"] = reply.blocks
-                await rt.outbox.enqueue(session, conversation=f"user:{payload.get('user_id')}", method="response_url",
+                    body["blocks"] = reply.blocks_json()
+                await tx.outbox.enqueue(conversation=f"user:{payload.get('user_id')}", method="response_url",
                                         payload={"url": url, "body": body})  # fmt: skip
             elif payload.get("channel_id"):
-                await rt.outbox.enqueue(
-                    session,
+                await tx.outbox.enqueue(
                     conversation=str(payload["channel_id"]),
                     method="chat.postEphemeral",
                     payload={
@@ -64,7 +73,7 @@ class SlackJobs:
                     },
                 )
             else:  # App Home: no channel, answer in the DM
-                await rt.outbox.enqueue(session, conversation=str(payload["user_id"]), method="chat.postMessage",
+                await tx.outbox.enqueue(conversation=str(payload["user_id"]), method="chat.postMessage",
                                         payload={"channel": payload["user_id"], "text": reply.text})  # fmt: skip
         rt.kick()
 
@@ -112,13 +121,15 @@ class SlackJobs:
             return await self._ops_command(parsed, user, key)
         else:
             return Reply("Nothing to do.")
-        request = await self._ctx.requests.open(
-            spec,
-            requester=user,
-            reason=parsed.reason,
-            emergency_reason=parsed.emergency_reason,
-            idempotency_key=key,
-        )
+        async with self._ctx.runtime.deps.database.transaction() as tx:
+            request = await self._ctx.requests.open(
+                tx,
+                spec,
+                requester=user,
+                reason=parsed.reason,
+                emergency_reason=parsed.emergency_reason,
+                idempotency_key=key,
+            )
         channel = self._ctx.runtime.announcer.channel_for(request)
         where = f"<#{channel}>" if not channel.startswith("#") else channel
         if request.status is RequestStatus.APPROVED and request.emergency:
@@ -129,26 +140,42 @@ class SlackJobs:
     async def _ops_command(self, args: OpsArgs, user: str, key: str | None) -> Reply:
         sub = args.sub
         ops = self._ops
-        if sub == "status":
-            return await ops.status(args.environment)
-        if sub == "pending":
-            return await ops.pending()
-        if sub == "mine":
-            return await ops.mine(user)
-        if sub == "show":
-            return await ops.show(str(args.ref))
+        deps = self._ctx.runtime.deps
+        now = deps.clock()
+        if sub in ("status", "pending", "mine", "show") or (sub == "audit" and args.asset is None):
+            async with deps.database.reading() as reading:
+                if sub == "status":
+                    return render_status(await ops.status(reading, args.environment), now=now)
+                if sub == "pending":
+                    return render_listing(await ops.pending(reading), now=now)
+                if sub == "mine":
+                    return render_listing(await ops.mine(reading, user), now=now)
+                if sub == "show":
+                    return render_request(await ops.show(reading, str(args.ref)))
+                # `audit asset <id>` is the "ops.audit" extra
+                return render_audit(await ops.audit(reading, str(args.ref)))
         if sub == "cancel":
-            return await ops.cancel(str(args.ref), user)
-        if sub == "audit" and args.asset is None:  # `audit asset <id>` is the "ops.audit" extra
-            return await ops.audit(str(args.ref))
+            async with deps.database.transaction() as tx:
+                cancelled = await ops.cancel(tx, str(args.ref), user)
+            return render_cancelled(cancelled)
         if sub == "review":
-            reviewed = await self._ctx.runtime.deps.approvals.review_emergency(
-                str(args.ref), reviewer=user, notes=args.reason or "reviewed"
-            )
-            return Reply(f":white_check_mark: Break-glass change {reviewed.human_id} reviewed by <@{user}>.")
+            async with deps.database.transaction() as tx:
+                reviewed = await ops.review(tx, str(args.ref), user, args.reason or "reviewed")
+            return render_reviewed(reviewed, reviewer=user)
         if sub == "rollback":
-            return await ops.rollback(str(args.ref), user, emergency_reason=args.emergency_reason,
-                                      idempotency_key=key or f"rollback:{args.ref}:{user}")  # fmt: skip
+            async with deps.database.reading() as reading:
+                plan = await ops.rollback(reading, str(args.ref))
+            async with deps.database.transaction() as tx:  # the pre-check runs before its first statement
+                opened = await self._ctx.requests.open(
+                    tx,
+                    plan.spec,
+                    requester=user,
+                    reason=plan.reason,
+                    emergency_reason=args.emergency_reason,
+                    idempotency_key=key or f"rollback:{args.ref}:{user}",
+                    rollback_of=plan.original.human_id,
+                )
+            return render_rollback(plan, opened)
         handler = self._ctx.extras.get(f"ops.{sub}")
         if handler is not None:
             reply: Reply = await handler(args, user)
@@ -173,19 +200,23 @@ class SlackJobs:
 
     async def _approve(self, payload: dict[str, Any]) -> Reply | None:
         button = RequestButton.model_validate_json(payload["value"])
-        engine = self._ctx.runtime.deps.approvals
-        current = await engine.get(button.ref)
+        deps = self._ctx.runtime.deps
+        async with deps.database.reading() as reading:
+            current = await deps.approvals.get(reading, button.ref)
         if not current.params_hash.startswith(button.params_hash) and current.status is RequestStatus.PENDING:
             return Reply(f"{current.human_id} changed after this message was drawn; review the updated request "
                          "before approving.")  # fmt: skip
-        outcome = await engine.approve(button.ref, approver=str(payload["user_id"]))
+        async with deps.database.transaction() as tx:
+            outcome = await deps.approvals.approve(tx, button.ref, approver=str(payload["user_id"]))
         if not outcome.counted:
             return Reply(f"You already approved {outcome.request.human_id}.")
         return None  # the updated message and the requester's DM say it all
 
     async def _reject(self, payload: dict[str, Any]) -> Reply | None:
-        await self._ctx.runtime.deps.approvals.reject(str(payload["ref"]), approver=str(payload["user_id"]),
-                                                      reason=str(payload["reason"]))  # fmt: skip
+        deps = self._ctx.runtime.deps
+        async with deps.database.transaction() as tx:
+            await deps.approvals.reject(tx, str(payload["ref"]), approver=str(payload["user_id"]),
+                                        reason=str(payload["reason"]))  # fmt: skip
         return None
 
     async def _new_request(self, payload: dict[str, Any]) -> Reply:
@@ -199,13 +230,15 @@ class SlackJobs:
             spec = rotation_spec(config, credential=fields["credential"], environment=fields["environment"])
         else:
             spec = release_spec(config, asset=fields["asset"], destination=fields["destination"])
-        request = await self._ctx.requests.open(
-            spec,
-            requester=str(payload["user_id"]),
-            reason=fields.get("reason", ""),
-            emergency_reason=fields.get("emergency_reason") or None,
-            idempotency_key=f"view:{payload['view_id']}",
-        )
+        async with self._ctx.runtime.deps.database.transaction() as tx:
+            request = await self._ctx.requests.open(
+                tx,
+                spec,
+                requester=str(payload["user_id"]),
+                reason=fields.get("reason", ""),
+                emergency_reason=fields.get("emergency_reason") or None,
+                idempotency_key=f"view:{payload['view_id']}",
+            )
         return Reply(f":white_check_mark: {request.human_id} opened; approval requested.")
 
     # --------------------------------------------------------------- App Home
@@ -215,12 +248,15 @@ class SlackJobs:
 
     async def publish_home(self, user: str, *, page: int) -> None:
         rt = self._ctx.runtime
-        engine = rt.deps.approvals
-        awaiting = await engine.awaiting(user, limit=HOME_PAGE_SIZE * (page + 1) + 1)
+        approvals = rt.deps.approvals
+        async with rt.deps.database.reading() as reading:
+            awaiting = await approvals.awaiting(reading, user, limit=HOME_PAGE_SIZE * (page + 1) + 1)
+            mine = await approvals.list_requests(
+                reading, requester=user, statuses=list(OPEN_STATUSES), limit=HOME_PAGE_SIZE
+            )
+            recent = await approvals.list_requests(reading, limit=HOME_PAGE_SIZE)
         start = page * HOME_PAGE_SIZE
         page_items = awaiting[start : start + HOME_PAGE_SIZE]
-        mine = await engine.list_requests(requester=user, statuses=list(OPEN_STATUSES), limit=HOME_PAGE_SIZE)
-        recent = await engine.list_requests(limit=HOME_PAGE_SIZE)
         alerts: list[AlertSummary] = await self.alert_summaries(user) if self.alert_summaries else []
         view = build_home(
             viewer=user,
@@ -232,7 +268,7 @@ class SlackJobs:
             has_more=len(awaiting) > start + HOME_PAGE_SIZE,
             now=rt.deps.clock(),
         )
-        async with rt.deps.sessions() as session, session.begin():
-            await rt.outbox.enqueue(session, conversation=f"home:{user}", method="views.publish",
+        async with rt.deps.database.transaction() as tx:
+            await tx.outbox.enqueue(conversation=f"home:{user}", method="views.publish",
                                     payload={"user_id": user, "view": view.to_dict()})  # fmt: skip
         rt.kick()

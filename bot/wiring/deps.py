@@ -9,14 +9,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config.opsgate import OpsgateConfig, Settings, fingerprint_key, resolve_secret_key
-from bot.db.engine import create_engine, create_session_factory, is_sqlite
+from bot.db.engine import create_engine, is_sqlite
 from bot.db.migrate import upgrade_async
-from bot.domain.approvals import ApprovalEngine
+from bot.db.transaction import Database
 from bot.domain.audit import Fingerprinter
 from bot.domain.policy import Directory
-from bot.domain.requests import Clock, system_clock
+from bot.domain.requests import ChangeRequest, Clock, system_clock
+from commands.approvals import Approvals
+from commands.ports import TransitionObserver
 
-__all__ = ["Deps"]
+__all__ = ["Deps", "RequestHistoryReader"]
 
 
 @dataclass
@@ -25,7 +27,8 @@ class Deps:
     config: OpsgateConfig
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    approvals: ApprovalEngine
+    database: Database
+    approvals: Approvals
     fingerprinter: Fingerprinter
     directory: Directory
     clock: Clock
@@ -39,6 +42,7 @@ class Deps:
         *,
         clock: Clock = system_clock,
         directory: Directory | None = None,
+        observer: TransitionObserver | None = None,
         engine_kwargs: dict[str, Any] | None = None,
         migrate: bool | None = None,
     ) -> Deps:
@@ -52,10 +56,11 @@ class Deps:
             await upgrade_async(engine)
         secret_key = resolve_secret_key(settings)
         fingerprinter = Fingerprinter(fingerprint_key(secret_key))
-        sessions = create_session_factory(engine)
+        database = Database(engine, clock=clock, fingerprinter=fingerprinter)
         directory = directory or config.static_directory()
-        approvals = ApprovalEngine(sessions, config.policy_set(), directory, fingerprinter, clock=clock)
-        return cls(settings, config, engine, sessions, approvals, fingerprinter, directory, clock, secret_key)
+        approvals = Approvals(config.policy_set(), directory, clock=clock, observer=observer)
+        return cls(settings, config, engine, database.sessions, database, approvals, fingerprinter, directory,
+                   clock, secret_key)  # fmt: skip
 
     async def database_ok(self) -> bool:
         try:
@@ -67,3 +72,15 @@ class Deps:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+class RequestHistoryReader:
+    """Change requests newest first, for use cases that do not take a transaction: one read each."""
+
+    def __init__(self, database: Database, approvals: Approvals) -> None:
+        self._database = database
+        self._approvals = approvals
+
+    async def list_requests(self, *, limit: int = 20, offset: int = 0) -> list[ChangeRequest]:
+        async with self._database.reading() as tx:
+            return await self._approvals.list_requests(tx, limit=limit, offset=offset)

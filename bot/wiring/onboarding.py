@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from slack_bolt.async_app import AsyncAck
 
+from bot.blocks.reply import Reply
 from bot.blocks.text import escape
 from bot.config.opsgate import OpsgateConfig
 from bot.domain.policy import Action
@@ -28,7 +29,6 @@ from bot.jobs.queue import JobContext
 from bot.wiring.root import Wiring
 from bot.wiring.service import OpsgateService
 from commands.onboard import OnboardingWorkflow, onboarding_spec
-from commands.ops import Reply
 from commands.parsing import OpsArgs, UsageError, parse_onboard
 from commands.spec_check import SpecChecker, SpecDriftMonitor
 
@@ -62,7 +62,7 @@ def wire_onboarding(service: OpsgateService, wiring: Wiring, config: OpsgateConf
     monitor = SpecDriftMonitor(checker, wiring.alerts)
 
     async def spec_check(args: OpsArgs, user: str) -> Reply:
-        return await checker.spec_check(str(args.page))
+        return Reply(await checker.spec_check(str(args.page)))
 
     service.context.extras["ops.spec-check"] = spec_check
     _register_command(service, config)
@@ -117,13 +117,15 @@ async def _run_onboard(service: OpsgateService, config: OpsgateConfig, job: JobC
         args = parse_onboard(str(payload.get("text") or ""), command=str(payload["command"]))
         spec = onboarding_spec(config, args.template, args.name, args.environment)
         trigger = payload.get("trigger_id")
-        request = await service.context.requests.open(
-            spec,
-            requester=str(payload["user_id"]),
-            reason=args.reason,
-            emergency_reason=args.emergency_reason,
-            idempotency_key=f"cmd:{trigger}" if trigger else None,
-        )
+        async with service.runtime.deps.database.transaction() as tx:
+            request = await service.context.requests.open(
+                tx,
+                spec,
+                requester=str(payload["user_id"]),
+                reason=args.reason,
+                emergency_reason=args.emergency_reason,
+                idempotency_key=f"cmd:{trigger}" if trigger else None,
+            )
         channel = service.runtime.announcer.channel_for(request)
         where = f"<#{channel}>" if not channel.startswith("#") else channel
         preview = request.preview or {}

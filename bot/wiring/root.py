@@ -20,21 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.alerts.service import AlertService
 from bot.alerts.sources import rotation_failure, workflow_failure, workflow_recovered, workflow_resumed
 from bot.blocks.home import AlertSummary
+from bot.blocks.reply import Reply
 from bot.config.opsgate import OpsgateConfig, Settings
+from bot.db.transaction import Transaction
 from bot.domain.errors import DomainError
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest
 from bot.ids import AlertActionId
+from bot.jobs.announcer import EXECUTE_JOB
 from bot.jobs.queue import JobContext
 from bot.listeners.context import SlackContext
 from bot.payloads import AlertActionValue
 from bot.web.alerts import add_alert_routes
 from bot.web.webhooks import WebhookDelivery, add_webhook_routes, plan_webhook_actions
+from bot.wiring.deps import RequestHistoryReader
 from bot.wiring.service import OpsgateService
 from commands.alerts import AlertCommands
 from commands.docs import DocsCommands, alert_summary
 from commands.lifecycle import ArchiveWorkflow, archive_specs, sweep_expiring_assets
-from commands.ops import Reply
 from commands.parsing import OpsArgs
 from commands.promote import PromotionWorkflow
 from commands.release import ReleaseWorkflow
@@ -127,7 +130,13 @@ async def wire(
         probes=registry.probes(),
         wake=rt.kick,
     )
-    docs = DocsCommands(config, registry.confluence, registry.opentext, deps.approvals, clock)
+    docs = DocsCommands(
+        config,
+        registry.confluence,
+        registry.opentext,
+        RequestHistoryReader(deps.database, deps.approvals),
+        clock,
+    )
     alert_commands = AlertCommands(alerts, incident_page=docs.incident_page_for_alert)
     wiring = Wiring(registry, stores, alerts, alert_commands, docs, workflows)
 
@@ -234,10 +243,10 @@ def _register_ops(ctx: SlackContext, wiring: Wiring) -> None:
         return reply_of(await commands.unsilence(str(args.silence_id), user=user))
 
     async def publish_docs(args: OpsArgs, user: str) -> Reply:
-        return reply_of(await docs.publish_docs(args.solution))
+        return Reply(await docs.publish_docs(args.solution))
 
     async def readiness(args: OpsArgs, user: str) -> Reply:
-        return reply_of(await docs.readiness(str(args.page)))
+        return Reply(await docs.readiness(str(args.page)))
 
     for sub, handler in {
         "alerts": alerts,
@@ -285,10 +294,11 @@ def _register_alert_actions(service: OpsgateService, wiring: Wiring) -> None:
             result = await wiring.alert_commands.act(value, user=str(payload["user_id"]))
             plan = getattr(result, "plan", None)
             if plan is not None and plan.target.kind == "request":
-                retried = await service.runtime.deps.approvals.retry_failed(
-                    plan.target.ref, actor=plan.requested_by
-                )
-                await _requeue_execution(service, retried)
+                deps = service.runtime.deps
+                async with deps.database.transaction() as tx:
+                    retried = await deps.approvals.retry_failed(tx, plan.target.ref, actor=plan.requested_by)
+                    await _requeue_execution(tx, retried)
+                service.runtime.kick()
                 return Reply(f":repeat: {retried.human_id} is running again from its failed step.")
             return Reply(str(result.text))
 
@@ -297,27 +307,12 @@ def _register_alert_actions(service: OpsgateService, wiring: Wiring) -> None:
     service.runtime.register_job(ALERT_ACTION_JOB, run_alert_action)
 
 
-async def _requeue_execution(service: OpsgateService, request: ChangeRequest) -> None:
+async def _requeue_execution(tx: Transaction, request: ChangeRequest) -> None:
     """Queue the request's execution job again, keeping its recorded step and state."""
-    from sqlalchemy import update
-
-    from bot.db.models import Job
-
-    async with service.runtime.deps.sessions() as session, session.begin():
-        result = await session.execute(
-            update(Job)
-            .where(Job.dedup_key == f"execute:{request.human_id}")
-            .values(status="queued", run_at=service.runtime.deps.clock(), last_error=None)
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            await service.runtime.jobs.enqueue(
-                session,
-                kind="request.execute",
-                payload={"ref": request.human_id},
-                dedup_key=f"execute:{request.human_id}",
-                request_id=request.id,
-            )
-    service.runtime.kick()
+    dedup_key = f"execute:{request.human_id}"
+    if not await tx.jobs.requeue(dedup_key):
+        await tx.jobs.enqueue(kind=EXECUTE_JOB, payload={"ref": request.human_id}, dedup_key=dedup_key,
+                              request_id=request.id)  # fmt: skip
 
 
 # ----------------------------------------------------------------------- webhooks
@@ -384,12 +379,14 @@ async def _run_webhook_action(service: OpsgateService, wiring: Wiring, job: JobC
             destination=str(action["destination"]),
         )
         try:
-            await service.context.requests.open(
-                spec,
-                requester=SYSTEM_REQUESTER,
-                reason=f"Webhook: {subject}",
-                idempotency_key=f"webhook-release:{job.job_id}",
-            )
+            async with service.runtime.deps.database.transaction() as tx:
+                await service.context.requests.open(
+                    tx,
+                    spec,
+                    requester=SYSTEM_REQUESTER,
+                    reason=f"Webhook: {subject}",
+                    idempotency_key=f"webhook-release:{job.job_id}",
+                )
         except DomainError as exc:
             log.warning("webhook release request refused", extra={"reason": str(exc)})
 
@@ -445,12 +442,14 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
             rt.kick()
             for spec in archive_specs(swept, config.archive):
                 try:
-                    await service.context.requests.open(
-                        spec,
-                        requester=SYSTEM_REQUESTER,
-                        reason="expired asset",
-                        idempotency_key=f"archive:{spec.target}:{clock():%Y%m%d}",
-                    )
+                    async with rt.deps.database.transaction() as tx:
+                        await service.context.requests.open(
+                            tx,
+                            spec,
+                            requester=SYSTEM_REQUESTER,
+                            reason="expired asset",
+                            idempotency_key=f"archive:{spec.target}:{clock():%Y%m%d}",
+                        )
                 except DomainError as exc:
                     log.info("archive request not opened", extra={"target": spec.target, "reason": str(exc)})
         except Exception:
@@ -474,12 +473,14 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
             for spec in due_rotations(config, last_rotated_from(config, listed), now):
                 window = spec.parameters.get("window_start") or "first"
                 try:
-                    await service.context.requests.open(
-                        spec,
-                        requester=SYSTEM_REQUESTER,
-                        reason="scheduled rotation",
-                        idempotency_key=f"rotation:{spec.target}:{window}",
-                    )
+                    async with rt.deps.database.transaction() as tx:
+                        await service.context.requests.open(
+                            tx,
+                            spec,
+                            requester=SYSTEM_REQUESTER,
+                            reason="scheduled rotation",
+                            idempotency_key=f"rotation:{spec.target}:{window}",
+                        )
                 except DomainError as exc:
                     log.info(
                         "scheduled rotation not opened", extra={"credential": spec.target, "reason": str(exc)}
@@ -530,26 +531,13 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
 
     async def break_glass_reviews() -> None:
         """Alert while a break-glass change is past its review deadline; resolve once reviewed."""
-        from sqlalchemy import select
-
-        from bot.db.models import ChangeRequestRow
         from bot.domain.alerts import AlertEvent
 
-        now = clock()
-        async with rt.deps.sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(ChangeRequestRow).where(
-                        ChangeRequestRow.emergency.is_(True),
-                        ChangeRequestRow.review_due_at.is_not(None),
-                        (ChangeRequestRow.reviewed_at.is_(None) & (ChangeRequestRow.review_due_at <= now))
-                        | (ChangeRequestRow.reviewed_at >= now - timedelta(days=1)),
-                    )
-                )
-            ).all()
+        async with rt.deps.database.reading() as tx:
+            rows = await tx.requests.break_glass_reviews(clock(), reviewed_within=timedelta(days=1))
         for row in rows:
             key = f"break-glass-review:{row.human_id}"
-            if row.reviewed_at is not None:
+            if row.reviewed_by is not None:
                 await wiring.alerts.ingest(AlertEvent(dedup_key=key, action="resolve", source="workflow"))
                 continue
             await wiring.alerts.ingest(
@@ -560,7 +548,7 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
                     environment=row.environment,
                     system="break-glass",
                     title=f"Break-glass change {row.human_id} is past its review deadline",
-                    summary=f"{row.kind} of {row.target} in {row.environment} by <@{row.requester}> was due for "
+                    summary=f"{row.action.value} of {row.target} in {row.environment} by <@{row.requester}> was due for "
                     f"review by {row.review_due_at:%Y-%m-%d %H:%M} UTC. An approver reviews it with "
                     f"`/ops review {row.human_id} <notes>`.",
                 )

@@ -87,19 +87,16 @@ class Runtime:
     ) -> Runtime:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         slack = AsyncWebClient(token=token, base_url=settings.slack_api_url)
-        deps = await Deps.open(settings, config, clock=clock, engine_kwargs=engine_kwargs, migrate=migrate)
-        deps.directory = SlackDirectory(slack, config.static_directory())
-        deps.approvals._directory = deps.directory
+        wake = asyncio.Event()
+        announcer = SlackAnnouncer(config, clock, delivery_wake=wake)
+        deps = await Deps.open(settings, config, clock=clock, directory=SlackDirectory(slack, config.static_directory()),
+                               observer=announcer, engine_kwargs=engine_kwargs, migrate=migrate)  # fmt: skip
         outbox = Outbox(clock)
         jobs = JobQueue(clock)
-        announcer = SlackAnnouncer(config, outbox, jobs, clock)
-        deps.approvals.observer = announcer
-        wake = asyncio.Event()
-        announcer.delivery_wake = wake
         http = httpx.AsyncClient(timeout=10)
         worker_id = f"{socket.gethostname()}:{os.getpid()}"
         executor = RequestExecutor(
-            deps.approvals, deps.sessions, announcer, workflows or {}, on_failure=on_failure
+            deps.approvals, deps.database, announcer, workflows or {}, on_failure=on_failure
         )
         runner = JobRunner(deps.sessions, {EXECUTE_JOB: executor}, clock, worker_id=worker_id)
         delivery = OutboxDelivery(deps.sessions, slack, clock, http=http, worker_id=worker_id)
@@ -177,13 +174,15 @@ class Runtime:
             self._scheduler = None
 
     async def expire_and_remind(self) -> None:
+        database, approvals = self.deps.database, self.deps.approvals
         try:
-            expired = await self.deps.approvals.expire_due()
+            async with database.transaction() as tx:
+                expired = await approvals.expire_due(tx)
             self.metrics.requests_expired.inc(len(expired))
-            for request in await self.deps.approvals.due_reminders():
-                async with self.deps.sessions() as session, session.begin():
+            async with database.transaction() as tx:
+                for request in await approvals.due_reminders(tx):
                     await self.announcer.thread_reply(
-                        session,
+                        tx,
                         request,
                         step="Reminder: still waiting for approval",
                         detail=f"{len(request.valid_approvals)} of {request.policy.min_approvals} approvals so far; "

@@ -63,7 +63,7 @@ async def build_service(
                                   metrics=metrics, engine_kwargs=engine_kwargs, migrate=migrate)  # fmt: skip
     requests = RequestService(runtime.deps.approvals, config, dict(workflows or {}))
     context = SlackContext(runtime=runtime, config=config, requests=requests)
-    jobs = SlackJobs(context, OpsCommands(runtime.deps.approvals, config, requests, clock))
+    jobs = SlackJobs(context, OpsCommands(runtime.deps.approvals, config))
     runtime.register_job(COMMAND_JOB, jobs.command)
     runtime.register_job(INTERACTION_JOB, jobs.interaction)
     runtime.register_job(HOME_JOB, jobs.home_job)

@@ -190,7 +190,9 @@ async def test_onboard_is_approved_in_slack_and_provisions_everything(system):
                                      action_id=ActionId.APPROVE, value=value)  # fmt: skip
     await system.settle()
 
-    request = await system.service.runtime.deps.approvals.get("ONB-1")
+    deps = system.service.runtime.deps
+    async with deps.database.reading() as tx:
+        request = await deps.approvals.get(tx, "ONB-1")
     assert request.status.value == "succeeded", request.failure_reason
     ot = opentext_emulator.opentext_state_of(system.apps["opentext"])
     assert "orders-edi.globex-orders-api" in ot.artifacts

@@ -1,7 +1,7 @@
 """Documentation use cases against the OpenText and Confluence emulators over loopback HTTP.
 
 One world per test: both emulators, connectors per environment (dr points at a port where
-nothing listens), an approval engine on SQLite, and a frozen clock (Monday 2025-03-10 09:00 UTC,
+nothing listens), the approval use case on SQLite, and a frozen clock (Monday 2025-03-10 09:00 UTC,
 ISO week 11) that the OpenText emulator shares, so deployment dates on the pages are stable.
 """
 
@@ -20,14 +20,16 @@ import pytest
 from aiohttp import web
 
 from bot.config.opsgate import OpsgateConfig
-from bot.db.engine import create_engine, create_session_factory
+from bot.db.engine import create_engine
 from bot.db.migrate import upgrade_async
+from bot.db.transaction import Database
 from bot.domain.alerts import AlertStatus, AlertView, Severity
-from bot.domain.approvals import ApprovalEngine
 from bot.domain.audit import Fingerprinter
 from bot.domain.policy import Action, StaticDirectory
 from bot.domain.requests import ChangeSpec, FrozenClock
+from bot.wiring.deps import RequestHistoryReader
 from commands.alerts import IncidentPageRequest
+from commands.approvals import Approvals
 from commands.docs import (
     DocsCommands,
     alert_summary,
@@ -44,6 +46,8 @@ from connectors.emulators import confluence as confluence_emulator
 from connectors.emulators import opentext as opentext_emulator
 from connectors.emulators.faults import start_app
 from connectors.opentext import OpenTextConnector
+
+from .approvals_world import EachCallCommits
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 REQUESTER = "U0REQUESTER"
@@ -156,7 +160,7 @@ class World:
     config: OpsgateConfig
     wiki: ConfluenceConnector
     opentext: dict[str, OpenTextConnector]
-    engine: ApprovalEngine
+    engine: EachCallCommits
     docs: DocsCommands
 
     @property
@@ -194,18 +198,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     prod_wiki = config.environments["prod"].confluence
     assert prod_wiki is not None
     wiki = ConfluenceConnector(prod_wiki)
-    engine = ApprovalEngine(
-        create_session_factory(database),
-        config.policy_set(),
-        StaticDirectory({}),
-        Fingerprinter(b"test-fingerprint-key-0123456789"),
-        clock=clock,
-    )
+    approvals = Approvals(config.policy_set(), StaticDirectory({}), clock=clock)
+    store = Database(database, clock=clock, fingerprinter=Fingerprinter(b"test-fingerprint-key-0123456789"))
+    engine = EachCallCommits(approvals, store)
     docs = DocsCommands(
         config=config,
         confluence_for=lambda environment: {"prod": wiki}[environment],
         opentext_for=lambda environment: opentext[environment],
-        requests=engine,
+        requests=RequestHistoryReader(store, approvals),
         clock=clock,
     )
     try:
@@ -248,8 +248,8 @@ async def test_publish_docs_creates_the_environment_page_with_versions_per_envir
     reply = await world.docs.publish_docs("orders-edi")
 
     page = await world.page("INT", ENV_PAGE)
-    assert f"orders-edi: created <{page.web_url}|{ENV_PAGE}>" in reply.text
-    assert "OpenText could not be read in dr" in reply.text
+    assert f"orders-edi: created <{page.web_url}|{ENV_PAGE}>" in reply
+    assert "OpenText could not be read in dr" in reply
     tables = section_tables(page.body)
     versions = {row[0]: row[1:] for row in tables["Deployed versions"]}
     assert versions["Artifact"] == ["dev", "test", "prod", "dr"]
@@ -293,7 +293,7 @@ async def test_publishing_again_leaves_the_page_unchanged_and_a_new_deployment_u
     deployed.version = "2.4.1"
     reply = await world.docs.publish_docs("orders-edi")
 
-    assert "orders-edi: updated" in reply.text
+    assert "orders-edi: updated" in reply
     updated = await world.page("INT", ENV_PAGE)
     assert (updated.id, updated.version) == (first.id, first.version + 1)
     versions = {row[0]: row[1:] for row in section_tables(updated.body)["Deployed versions"]}
@@ -304,7 +304,7 @@ async def test_publishing_again_leaves_the_page_unchanged_and_a_new_deployment_u
 async def test_publishing_every_solution_skips_those_without_a_space(world: World) -> None:
     reply = await world.docs.publish_docs()
 
-    lines = reply.text.splitlines()
+    lines = reply.splitlines()
     assert lines[1].startswith("• orders-edi: created")
     assert lines[2].startswith("• invoices: created")
     assert lines[3] == "• shipping-notices: skipped: no confluence_space configured for this solution"
@@ -323,7 +323,7 @@ async def test_a_confluence_failure_is_reported_for_the_solution_it_hit(world: W
 
     reply = await world.docs.publish_docs("orders-edi")
 
-    assert "• orders-edi: failed: Confluence:" in reply.text
+    assert "• orders-edi: failed: Confluence:" in reply
     assert ENV_PAGE not in await world.titles("INT")
 
 
@@ -386,7 +386,7 @@ async def test_readiness_reports_every_kind_of_drift_between_the_checklist_and_o
     assert not report.ready
 
     reply = await world.docs.readiness("Release 2025.03 checklist")
-    lines = reply.text.splitlines()
+    lines = reply.splitlines()
     assert lines[0].endswith("|Release 2025.03 checklist>*: 5 of 7 rows differ from OpenText.")
     assert "• `orders-inbound-api` in *PROD*: expected 1.2.0, OpenText runs 1.1.0" in lines
     assert "• `invoices.invoice-sftp-delivery` in *prod*: expected 1.0.0, not deployed" in lines
@@ -399,7 +399,7 @@ async def test_readiness_without_drift_says_every_row_matches(world: World) -> N
 
     reply = await world.docs.readiness(page.id)
 
-    assert reply.text.endswith("|Release 2025.04 checklist>*: all 2 rows match OpenText.")
+    assert reply.endswith("|Release 2025.04 checklist>*: all 2 rows match OpenText.")
 
 
 async def test_readiness_of_a_page_that_does_not_exist_names_where_it_looked(world: World) -> None:

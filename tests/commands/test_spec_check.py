@@ -157,7 +157,7 @@ async def test_a_page_that_matches_opentext_reports_no_difference(world):
 
     assert report.in_sync and report.differences == ()
     assert [f.state for f in report.findings] == ["ok"] * 6
-    assert "all 6 rows match OpenText" in reply.text
+    assert "all 6 rows match OpenText" in reply
 
 
 async def test_every_difference_between_the_page_and_opentext_is_reported(world):
@@ -171,7 +171,7 @@ async def test_every_difference_between_the_page_and_opentext_is_reported(world)
         ("undocumented", "prod", "orders-edi.orders-as2-partners"),
         ("undocumented", "test", "orders-edi.orders-as2-partners"),
     ]
-    reply = (await checker(world).spec_check(page_id)).text
+    reply = await checker(world).spec_check(page_id)
     assert "4 difference(s) from OpenText" in reply
     assert "prod: ORDERS D96A (inbound) via orders-inbound-api: the spec says 1.2.0, OpenText runs " in reply
     assert "test: DESADV D96A via desadv-outbound-api: OpenText has no artifact by that id or name" in reply
@@ -203,7 +203,7 @@ async def test_unknown_and_unreachable_environments_are_reported_apart_from_vers
 
     assert [f.state for f in report.differences] == ["unknown_environment"]
     assert [f.environment for f in report.unchecked] == ["dr"]
-    reply = (await checker(world).spec_check(page_id)).text
+    reply = await checker(world).spec_check(page_id)
     assert "1 row(s) could not be checked (dr): OpenText could not be read" in reply
 
 

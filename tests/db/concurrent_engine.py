@@ -7,11 +7,14 @@ import json
 import sys
 import time
 from collections import Counter
+from typing import Any
 
-from bot.db.engine import create_engine, create_session_factory
-from bot.domain.approvals import ApprovalEngine
+from bot.db.engine import create_engine
+from bot.db.transaction import Database
 from bot.domain.audit import Fingerprinter
 from bot.domain.policy import ApproverSet, PolicyRule, PolicySet, StaticDirectory
+from bot.domain.requests import system_clock
+from commands.approvals import Approvals
 
 APPROVERS = [f"U_A{i:02d}" for i in range(25)]
 
@@ -21,17 +24,22 @@ async def main(url: str, schema: str, ref: str, start_at: float) -> None:
     engine = create_engine(url, connect_args=connect_args, **({"pool_size": 30} if schema else {}))
     rule = PolicyRule(name="p", action="promotion", environment="prod", approvers=ApproverSet(groups=("leads",)),
                       min_approvals=3)  # fmt: skip
-    approvals = ApprovalEngine(
-        create_session_factory(engine), PolicySet([rule]), StaticDirectory({"leads": frozenset(APPROVERS)}),
-        Fingerprinter(b"test-fingerprint-key-0123456789"),
-    )  # fmt: skip
+    approvals = Approvals(PolicySet([rule]), StaticDirectory({"leads": frozenset(APPROVERS)}))
+    database = Database(
+        engine, clock=system_clock, fingerprinter=Fingerprinter(b"test-fingerprint-key-0123456789")
+    )
+
+    async def approve(approver: str) -> Any:
+        async with database.transaction() as tx:
+            return await approvals.approve(tx, ref, approver=approver)
+
+    async def start() -> Any:
+        async with database.transaction() as tx:
+            return await approvals.start_execution(tx, ref)
+
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    results = await asyncio.gather(
-        *(approvals.approve(ref, approver=a) for a in APPROVERS), return_exceptions=True
-    )
-    starts = await asyncio.gather(
-        *(approvals.start_execution(ref) for _ in range(10)), return_exceptions=True
-    )
+    results = await asyncio.gather(*(approve(a) for a in APPROVERS), return_exceptions=True)
+    starts = await asyncio.gather(*(start() for _ in range(10)), return_exceptions=True)
     outcome = {
         "approve_errors": Counter(type(r).__name__ for r in results if isinstance(r, BaseException)),
         "counted": sum(1 for r in results if not isinstance(r, BaseException) and r.counted),

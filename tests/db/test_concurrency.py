@@ -1,4 +1,4 @@
-"""Two engines in two processes race on one request: exactly one execution."""
+"""Two processes race on one request, each call in its own transaction: exactly one execution."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from bot.domain.approvals import ApprovalEngine
+from bot.db.transaction import Database
 from bot.domain.policy import Action, ApproverSet, PolicyRule, PolicySet, StaticDirectory
-from bot.domain.requests import ChangeSpec, RequestStatus
+from bot.domain.requests import ChangeSpec, RequestStatus, system_clock
+from commands.approvals import Approvals
 
 SCRIPT = Path(__file__).with_name("concurrent_engine.py")
 
@@ -18,10 +19,12 @@ SCRIPT = Path(__file__).with_name("concurrent_engine.py")
 async def test_fifty_concurrent_approvals_and_starts_from_two_processes_execute_once(database, fingerprinter):
     rule = PolicyRule(name="p", action="promotion", environment="prod", approvers=ApproverSet(groups=("leads",)),
                       min_approvals=3)  # fmt: skip
-    engine = ApprovalEngine(database.sessions, PolicySet([rule]), StaticDirectory({}), fingerprinter)
-    request = await engine.create(
-        ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"v": "2"}), requester="U_REQ"
-    )
+    approvals = Approvals(PolicySet([rule]), StaticDirectory({}))
+    store = Database(database.engine, clock=system_clock, fingerprinter=fingerprinter)
+    async with store.transaction() as tx:
+        request = await approvals.create(
+            tx, ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"v": "2"}), requester="U_REQ"
+        )
     schema = database.connect_args.get("server_settings", {}).get("search_path", "")
     start_at = time.time() + 2.0
     procs = [
@@ -46,6 +49,7 @@ async def test_fifty_concurrent_approvals_and_starts_from_two_processes_execute_
     # The rest either met "already approved" (InvalidTransition) or were the same approver's
     # duplicate from the other process (not counted); nothing else may happen.
     assert all(set(r["approve_errors"]) <= {"InvalidTransition"} for r in results), results
-    final = await engine.get(request.human_id)
+    async with store.reading() as tx:
+        final = await approvals.get(tx, request.human_id)
     assert final.status is RequestStatus.EXECUTING
     assert len(final.approvals) == 3

@@ -104,6 +104,17 @@ class Bot:
     async def settle(self) -> None:
         await settle_runtime(self.service.runtime, self.clock)
 
+    async def request(self, ref: str) -> ChangeRequest:
+        """The request as the bot has stored it (read in a transaction of its own)."""
+        deps = self.service.runtime.deps
+        async with deps.database.reading() as tx:
+            return await deps.approvals.get(tx, ref)
+
+    async def requests(self) -> list[ChangeRequest]:
+        deps = self.service.runtime.deps
+        async with deps.database.reading() as tx:
+            return await deps.approvals.list_requests(tx)
+
     def channel(self, channel: str = "C_APPROVALS") -> list[Any]:
         return [m for m in self.workspace.messages(channel) if m.thread_ts in (None, m.ts)]
 

@@ -100,7 +100,7 @@ async def test_twenty_concurrent_clicks_record_one_approval(bot):
     results = await asyncio.gather(*(bot.click("U_APP1", message, ActionId.APPROVE) for _ in range(20)))
     assert all(r.status == 200 for r in results)
     await bot.settle()
-    request = await bot.service.runtime.deps.approvals.get("PRM-1")
+    request = await bot.request("PRM-1")
     assert [a.approver for a in request.approvals] == ["U_APP1"]
 
 
@@ -148,7 +148,7 @@ async def test_unsigned_and_stale_requests_get_401_and_record_nothing(bot):
     assert forged.status == 401 and stale.status == 401
     await bot.settle()
     assert bot.channel() == []
-    assert await bot.service.runtime.deps.approvals.list_requests() == []
+    assert await bot.requests() == []
 
 
 async def test_app_home_lists_what_waits_for_the_viewer(bot):
@@ -161,7 +161,7 @@ async def test_app_home_lists_what_waits_for_the_viewer(bot):
     assert "PRM-1" in str(home["blocks"])
     await bot.driver.home_block_action("U_APP1", action_id=ActionId.APPROVE, value=Bot_value(home))
     await bot.settle()
-    request = await bot.service.runtime.deps.approvals.get("PRM-1")
+    request = await bot.request("PRM-1")
     assert [a.approver for a in request.approvals] == ["U_APP1"]
 
 

@@ -154,7 +154,7 @@ async def test_promotion_runs_end_to_end_and_is_documented(system):
     [message] = bot.channel()
     assert "2.3.0" in str(message.blocks), "the approval message shows the target's current version"
     message = await approve_twice(bot)
-    request = await bot.service.runtime.deps.approvals.get("PRM-1")
+    request = await bot.request("PRM-1")
     assert request.status.value == "succeeded", request.failure_reason
     links = (request.result or {}).get("links", {})
     assert links, request.result
@@ -183,7 +183,7 @@ async def test_failed_opentext_job_fails_the_request_and_raises_an_alert(system)
     await bot.driver.slash_command("U_REQ", "/promote", f"{ARTIFACT} 2.4.0 test prod", channel_id="C_ORDERS")
     await bot.settle()
     await approve_twice(bot)
-    request = await bot.service.runtime.deps.approvals.get("PRM-1")
+    request = await bot.request("PRM-1")
     assert request.status.value == "failed" and request.failure_reason
     wiring = bot.extras["wiring"]  # type: ignore[attr-defined]
     bot.clock.advance(timedelta(seconds=5))
@@ -220,7 +220,7 @@ async def test_rotation_through_slack_never_exposes_the_new_secret(system, caplo
     [message] = bot.channel()
     await bot.click("U_APP1", message, ActionId.APPROVE)
     await bot.settle()
-    request = await bot.service.runtime.deps.approvals.get("ROT-1")
+    request = await bot.request("ROT-1")
     assert request.status.value == "succeeded", request.failure_reason
     client = opentext_state_of(bot.extras["opentext_app"]).clients["orders-edi-prod"]  # type: ignore[attr-defined]
     new_secret = client.secret
@@ -258,7 +258,7 @@ async def test_break_glass_is_alerted_until_an_approver_reviews_it(system):
     await bot.driver.slash_command("U_REQ", "/promote", f'{ARTIFACT} 2.4.0 test prod --emergency "orders stuck"',
                                    channel_id="C_ORDERS")  # fmt: skip
     await bot.settle()
-    request = await bot.service.runtime.deps.approvals.get("PRM-1")
+    request = await bot.request("PRM-1")
     assert request.emergency and request.status.value == "succeeded", request.failure_reason
     duty = next(f for f, _, name in bot.service.runtime._scheduled if name == "break_glass_reviews")
     wiring = bot.extras["wiring"]  # type: ignore[attr-defined]

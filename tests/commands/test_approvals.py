@@ -1,4 +1,4 @@
-"""The approval engine against a real database (SQLite and PostgreSQL)."""
+"""The approval use case against a real database (SQLite and PostgreSQL), one transaction per call."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from bot.domain.errors import (
 from bot.domain.policy import Action, ChangeWindow
 from bot.domain.requests import ChangeSpec, RequestStatus
 
-from .conftest import prod_rule
+from .approvals_world import clock, groups, make_engine, prod_rule
+
+__all__ = ["clock", "groups", "make_engine"]  # the fixtures, imported for pytest
 
 SPEC = ChangeSpec(Action.PROMOTION, "orders-api", "prod", {"version": "1.4.0", "from": "test"})
 
@@ -116,8 +118,7 @@ async def test_unauthorised_click_changes_nothing(make_engine, database):
 async def test_requester_eligibility_is_checked_again_at_approval_time(make_engine, groups):
     engine = make_engine()
     request = await engine.create(SPEC, requester="U_REQ")
-    groups["engineers"] = frozenset({"U_LEAD1"})  # U_REQ left the team after asking
-    engine._directory = type(engine._directory)(groups)  # the directory answers live at click time
+    groups["engineers"] = frozenset({"U_LEAD1"})  # U_REQ left the team after asking: asked at click time
     with pytest.raises(NotEligibleRequester, match="no longer allowed to request"):
         await engine.approve(request.human_id, approver="U_LEAD1")
     rejected = await engine.reject(request.human_id, approver="U_LEAD1", reason="left the team")
@@ -128,7 +129,6 @@ async def test_approver_removed_from_group_can_no_longer_approve(make_engine, gr
     engine = make_engine()
     request = await engine.create(SPEC, requester="U_REQ")
     groups["leads"] = frozenset({"U_LEAD2"})
-    engine._directory = type(engine._directory)(groups)
     with pytest.raises(NotAnApprover):
         await engine.approve(request.human_id, approver="U_LEAD1")
 

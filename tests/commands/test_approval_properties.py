@@ -12,7 +12,9 @@ from bot.domain.errors import DomainError
 from bot.domain.policy import Action
 from bot.domain.requests import ChangeSpec, RequestStatus
 
-from .conftest import prod_rule
+from .approvals_world import clock, groups, make_engine, prod_rule
+
+__all__ = ["clock", "groups", "make_engine"]  # the fixtures, imported for pytest
 
 USERS = ["U_REQ", "U_LEAD1", "U_LEAD2", "U_LEAD3", "U_STRANGER"]
 operation = st.one_of(

@@ -392,9 +392,9 @@ def audit_digest(cli: CliContext) -> None:
         click.echo(f"audit digest not written: {outcome.reason}", err=True)
         raise SystemExit(1)
     click.echo(f"wrote {outcome.path}: digest {outcome.digest.digest_seq}, event {outcome.digest.last_seq}")
-    for line in [*outcome.trail_changes, *outcome.publish_failures]:
+    for line in [*outcome.tampering, *outcome.publish_failures]:
         click.echo(line, err=True)
-    if outcome.trail_changes or outcome.publish_failures:
+    if outcome.tampering or outcome.publish_failures:
         raise SystemExit(1)
 
 

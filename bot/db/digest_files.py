@@ -67,20 +67,26 @@ class DigestDirectory:
     def file_name(digest_seq: int) -> str:
         return f"digest-{digest_seq:012d}.json"
 
-    def newest(self) -> AuditDigest | None:
-        """The digest with the highest number, which the next one chains to (None: none yet)."""
+    def numbers(self) -> list[int]:
+        """The digest numbers present, ascending (none if the directory does not exist yet)."""
         if not self.path.exists():
-            return None
-        numbers = [int(m.group(1)) for m in map(_DIGEST_NAME.match, self._names()) if m]
-        if not numbers:
-            return None
-        name = self.file_name(max(numbers))
+            return []
+        return sorted(int(m.group(1)) for m in map(_DIGEST_NAME.match, self._names()) if m)
+
+    def load(self, digest_seq: int) -> AuditDigest:
+        """Digest `digest_seq`; DigestDirectoryError if it cannot be read or is not that digest."""
+        name = self.file_name(digest_seq)
         digest = self._parse(name)
-        if digest.digest_seq != max(numbers):
+        if digest.digest_seq != digest_seq:
             raise DigestDirectoryError(
-                f"{self.path / name}: holds digest {digest.digest_seq}, not {max(numbers)}"
+                f"{self.path / name}: holds digest {digest.digest_seq}, not {digest_seq}"
             )
         return digest
+
+    def newest(self) -> AuditDigest | None:
+        """The digest with the highest number (None: none yet)."""
+        numbers = self.numbers()
+        return self.load(numbers[-1]) if numbers else None
 
     def write(self, digest: AuditDigest) -> Path:
         """Write `digest` under its own number, durably; raises DigestExists if it is taken."""
@@ -116,9 +122,9 @@ class DigestDirectory:
             raise DigestDirectoryError(f"the digest directory {self.path} {reason}")
         reading = DigestReading()
         for name in sorted(self._names()):
-            if _DIGEST_NAME.match(name):
+            if match := _DIGEST_NAME.match(name):
                 try:
-                    reading.files.append(DigestFile(name, self._parse(name)))
+                    reading.files.append(DigestFile(name, self.load(int(match.group(1)))))
                 except DigestDirectoryError as exc:
                     reading.problems.append(DigestFinding(FindingKind.UNREADABLE, str(exc)))
             elif match := _KEY_NAME.match(name):

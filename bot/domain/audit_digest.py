@@ -54,6 +54,7 @@ __all__ = [
     "load_public_key",
     "moments_to_look_up",
     "public_key_pem",
+    "signature_verifies",
 ]
 
 DIGEST_FORMAT = "opsgate-audit-digest/1"
@@ -213,10 +214,19 @@ class DigestSigner:
     def __repr__(self) -> str:
         return f"DigestSigner({self.key_id}, <private key hidden>)"
 
-    def sign(self, head: HeadSnapshot, *, previous: AuditDigest | None, created_at: datetime) -> AuditDigest:
+    def sign(
+        self,
+        head: HeadSnapshot,
+        *,
+        previous: AuditDigest | None,
+        created_at: datetime,
+        digest_seq: int | None = None,
+    ) -> AuditDigest:
+        """The next digest after `previous`; `digest_seq` when it is not the next number (a forged
+        digest in between is skipped: the gap shows in verification)."""
         unsigned: dict[str, Any] = {
             "format": DIGEST_FORMAT,
-            "digest_seq": previous.digest_seq + 1 if previous else 1,
+            "digest_seq": digest_seq or (previous.digest_seq + 1 if previous else 1),
             "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
             "last_seq": head.last_seq,
             "last_hash": head.last_hash,
@@ -274,49 +284,72 @@ class DigestFile:
 def check_digest_chain(
     files: Sequence[DigestFile], keys: Mapping[str, Ed25519PublicKey]
 ) -> tuple[list[AuditDigest], list[DigestFinding]]:
-    """The digests whose signature verifies with a trusted key (in order), and what is wrong
-    with the others and with the chain: forged or edited digests, missing or replaced ones."""
+    """The authentic digests (in order), and what is wrong with the others and with the chain:
+    forged or edited digests, missing or replaced ones.
+
+    Walking back from the newest, a digest is authentic if its signature verifies with a trusted
+    key, or if the next digest is authentic, was signed with the same key and names this one's
+    hash: the duty chains only onto a digest it has verified with its own key (or one of another
+    key, which this rule never vouches for). An intact chain costs one signature check per key.
+    """
     findings: list[DigestFinding] = []
-    trusted: list[AuditDigest] = []
     by_seq: dict[int, DigestFile] = {}
     for file in sorted(files, key=lambda f: (f.digest.digest_seq, f.name)):
-        digest = file.digest
-        if digest.digest_seq in by_seq:
+        number = file.digest.digest_seq
+        if number in by_seq:
             findings.append(
                 DigestFinding(
                     FindingKind.GAP,
-                    f"{file.name}: a second digest {digest.digest_seq} "
-                    f"(the first is {by_seq[digest.digest_seq].name}): one of them was forged",
+                    f"{file.name}: a second digest {number} (the first is {by_seq[number].name}): "
+                    "one of them was forged",
                 )
             )
             continue
-        by_seq[digest.digest_seq] = file
-        key = keys.get(digest.key_id)
-        if key is None:
-            findings.append(
-                DigestFinding(
-                    FindingKind.SIGNATURE,
-                    f"{file.name}: signed by {digest.key_id}, which is not a trusted key",
-                )
-            )
-        elif not signature_verifies(digest, key):
-            findings.append(
-                DigestFinding(
-                    FindingKind.SIGNATURE,
-                    f"{file.name}: the signature does not verify with {digest.key_id}: "
-                    "the digest was forged or edited",
-                )
-            )
+        by_seq[number] = file
+    ordered = [by_seq[n] for n in sorted(by_seq)]
+    hashes = [digest_hash(f.digest) for f in ordered]
+    authentic = [False] * len(ordered)
+    forged: list[DigestFinding] = []
+    for index in range(len(ordered) - 1, -1, -1):
+        digest = ordered[index].digest
+        if index + 1 < len(ordered) and authentic[index + 1]:
+            later = ordered[index + 1].digest
+            if (
+                later.digest_seq == digest.digest_seq + 1
+                and later.key_id == digest.key_id
+                and later.previous_digest_hash == hashes[index]
+            ):
+                authentic[index] = True
+                continue
+        problem = _signature_problem(ordered[index], keys)
+        if problem is None:
+            authentic[index] = True
         else:
-            trusted.append(digest)
-    findings.extend(_chain_gaps([by_seq[n] for n in sorted(by_seq)]))
-    return trusted, findings
+            forged.append(problem)
+    findings.extend(reversed(forged))
+    findings.extend(_chain_gaps(ordered, hashes))
+    return [f.digest for f, ok in zip(ordered, authentic, strict=True) if ok], findings
 
 
-def _chain_gaps(ordered: Sequence[DigestFile]) -> Iterable[DigestFinding]:
-    previous: DigestFile | None = None
-    for file in ordered:
+def _signature_problem(file: DigestFile, keys: Mapping[str, Ed25519PublicKey]) -> DigestFinding | None:
+    digest = file.digest
+    key = keys.get(digest.key_id)
+    if key is None:
+        return DigestFinding(
+            FindingKind.SIGNATURE, f"{file.name}: signed by {digest.key_id}, which is not a trusted key"
+        )
+    if not signature_verifies(digest, key):
+        return DigestFinding(
+            FindingKind.SIGNATURE,
+            f"{file.name}: the signature does not verify with {digest.key_id}: the digest was forged or edited",
+        )
+    return None
+
+
+def _chain_gaps(ordered: Sequence[DigestFile], hashes: Sequence[str]) -> Iterable[DigestFinding]:
+    for index, file in enumerate(ordered):
         digest = file.digest
+        previous = ordered[index - 1] if index else None
         expected = previous.digest.digest_seq + 1 if previous else 1
         if digest.digest_seq > expected:
             after = f"digest {previous.digest.digest_seq}" if previous else "the start"
@@ -326,7 +359,7 @@ def _chain_gaps(ordered: Sequence[DigestFile]) -> Iterable[DigestFinding]:
                 else f"digests {expected}..{digest.digest_seq - 1} are"
             )
             yield DigestFinding(FindingKind.GAP, f"{missing} missing ({file.name} follows {after})")
-        elif previous is not None and digest.previous_digest_hash != digest_hash(previous.digest):
+        elif previous is not None and digest.previous_digest_hash != hashes[index - 1]:
             yield DigestFinding(
                 FindingKind.GAP,
                 f"{file.name}: its previous-digest hash does not match {previous.name}: "
@@ -337,7 +370,6 @@ def _chain_gaps(ordered: Sequence[DigestFile]) -> Iterable[DigestFinding]:
                 FindingKind.GAP,
                 f"{file.name}: digest 1 names a previous digest: earlier digests were removed",
             )
-        previous = file
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from bot.domain.audit_digest import (
     HeadSnapshot,
     check_digests_against_trail,
     public_key_pem,
+    signature_verifies,
 )
 from bot.jobs.outbox import Outbox
 
@@ -69,7 +70,7 @@ DigestPublisher = Callable[[AuditDigest], Awaitable[None]]
 class DigestWritten:
     digest: AuditDigest
     path: Path
-    trail_changes: list[str] = field(default_factory=list)  # how the trail differs from the last digest
+    tampering: list[str] = field(default_factory=list)  # the trail or digests changed since the last digest
     publish_failures: list[str] = field(default_factory=list)
 
 
@@ -112,7 +113,7 @@ class AuditDigestDuty:
             outcome = DigestFailed(f"{type(exc).__name__}: {exc}")
         if isinstance(outcome, DigestWritten):
             outcome = DigestWritten(
-                outcome.digest, outcome.path, outcome.trail_changes, await self._publish(outcome.digest)
+                outcome.digest, outcome.path, outcome.tampering, await self._publish(outcome.digest)
             )
         await self._report(outcome)
         return outcome
@@ -126,15 +127,15 @@ class AuditDigestDuty:
                 self.directory.write_public_key, signer.public_key, public_key_pem(signer.public_key)
             )
             for _ in range(3):  # another process may take the next number first: chain onto its digest
-                previous = await asyncio.to_thread(self.directory.newest)
+                previous, number, tampering = await asyncio.to_thread(self._chain_point, signer)
                 head = await head_snapshot(self._engine)
-                changes = _inconsistencies(head) + await self._changes_since(previous)
-                digest = signer.sign(head, previous=previous, created_at=self._clock())
+                tampering += _inconsistencies(head) + await self._changes_since(previous)
+                digest = signer.sign(head, previous=previous, created_at=self._clock(), digest_seq=number)
                 try:
                     path = await asyncio.to_thread(self.directory.write, digest)
                 except DigestExists:
                     continue
-                return DigestWritten(digest, path, changes)
+                return DigestWritten(digest, path, tampering)
         except AuditHeadMissing as exc:
             return DigestFailed(str(exc))
         except DigestDirectoryError as exc:
@@ -142,6 +143,27 @@ class AuditDigestDuty:
         except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
             return DigestFailed(f"cannot read the audit head: {type(exc).__name__}: {exc}")
         return DigestFailed(f"{self.directory.path}: other writers took every digest number tried")
+
+    def _chain_point(self, signer: DigestSigner) -> tuple[AuditDigest | None, int, list[str]]:
+        """The digest to chain onto, the next number, and digests found forged on the way.
+
+        Verification trusts a digest that the next one, signed with the same key, names; so the
+        newest digest is checked with this key first, and one that fails is passed over (and
+        alerted), never vouched for. A digest of another key (before a rotation) is chained as is.
+        """
+        numbers = self.directory.numbers()
+        problems = []
+        for number in reversed(numbers):
+            try:
+                digest = self.directory.load(number)
+            except DigestDirectoryError as exc:
+                problems.append(str(exc))
+                continue
+            if digest.key_id != signer.key_id or signature_verifies(digest, signer.public_key):
+                return digest, numbers[-1] + 1, problems
+            name = self.directory.path / self.directory.file_name(number)
+            problems.append(f"{name}: does not verify with {signer.key_id}: it was forged or edited")
+        return None, numbers[-1] + 1 if numbers else 1, problems
 
     async def _changes_since(self, previous: AuditDigest | None) -> list[str]:
         """Whether the trail still holds what the previous digest recorded (index lookups only)."""
@@ -181,13 +203,13 @@ class AuditDigestDuty:
             log.info("audit digest written", extra={"digest": outcome.digest.digest_seq, "path": str(outcome.path),
                                                     "last_seq": outcome.digest.last_seq})  # fmt: skip
             events.append(AlertEvent(dedup_key=DIGEST_FAILED_KEY, action="resolve", source=ALERT_SOURCE))
-            if outcome.trail_changes:
+            if outcome.tampering:
                 events.append(
                     _alert(
                         TRAIL_CHANGED_KEY,
                         Severity.CRITICAL,
-                        "The audit trail no longer matches its last digest",
-                        "\n".join(outcome.trail_changes)
+                        "The audit trail or its digests changed since the last digest",
+                        "\n".join(outcome.tampering)
                         + f"\nRun `opsgate audit verify --digests {self.directory.path}`.",
                     )
                 )

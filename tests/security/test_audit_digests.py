@@ -29,7 +29,7 @@ from bot.db.digest_files import DigestDirectory
 from bot.db.models import AuditEvent, AuditHead
 from bot.domain.alerts import AlertEvent
 from bot.domain.audit import GENESIS_HASH, AuditRecord, chain_hash
-from bot.domain.audit_digest import AuditDigest, DigestSigner, FindingKind
+from bot.domain.audit_digest import AuditDigest, DigestSigner, FindingKind, digest_hash
 from bot.domain.requests import FrozenClock
 from bot.emulators.slack import create_app as create_slack
 from bot.emulators.slack_control import workspace_of
@@ -247,7 +247,7 @@ async def test_a_digest_written_after_the_edit_does_not_hide_it_and_raises_an_al
     third = await trail.digest()  # the bot signs the shortened head: it is what the database says
 
     assert third.digest.last_seq == 4
-    assert third.trail_changes and "events 5..6 were deleted" in third.trail_changes[0]
+    assert third.tampering and "events 5..6 were deleted" in third.tampering[0]
     [alert] = [a for a in trail.alerts if a.dedup_key == TRAIL_CHANGED_KEY]
     assert alert.severity == "critical" and "events 5..6 were deleted" in alert.summary
     assert "opsgate audit verify --digests" in alert.summary
@@ -290,7 +290,8 @@ async def test_a_forged_digest_does_not_cover_a_truncation(trail: Trail, tmp_pat
     assert [d.digest_seq for d in result.digests] == [1], "only the genuine digest is compared with the trail"
 
 
-async def test_an_edited_digest_file_fails_its_signature(trail: Trail):
+async def test_an_edited_digest_file_fails_its_signature_even_inside_the_chain(trail: Trail):
+    await trail.digest()
     path = trail.directory.path / "digest-000000000002.json"
     document = json.loads(path.read_text())
     document["last_seq"] = 4  # make the digest agree with a trail cut at 4
@@ -298,10 +299,30 @@ async def test_an_edited_digest_file_fails_its_signature(trail: Trail):
 
     result = await trail.verify()
 
-    assert (
-        f"digest-000000000002.json: the signature does not verify with {trail.signer.key_id}: "
-        "the digest was forged or edited"
-    ) == finding(result, FindingKind.SIGNATURE)
+    assert [str(f) for f in result.findings] == [
+        f"signature: digest-000000000002.json: the signature does not verify with {trail.signer.key_id}: "
+        "the digest was forged or edited",
+        "gap: digest-000000000003.json: its previous-digest hash does not match digest-000000000002.json: "
+        "a digest between them was replaced",
+    ]
+    assert [d.digest_seq for d in result.digests] == [1, 3]
+
+
+async def test_the_duty_does_not_chain_onto_a_forged_newest_digest(trail: Trail, signing_key):
+    path = trail.directory.path / "digest-000000000002.json"
+    document = json.loads(path.read_text())
+    document["created_at"] = "2020-01-01T00:00:00.000000+00:00"
+    path.write_text(json.dumps(document))
+
+    third = await trail.digest()
+
+    assert third.digest.digest_seq == 3
+    assert third.digest.previous_digest_hash == digest_hash(trail.directory.load(1))
+    assert third.tampering == [f"{path}: does not verify with {trail.signer.key_id}: it was forged or edited"]
+    [alert] = [a for a in trail.alerts if a.dedup_key == TRAIL_CHANGED_KEY]
+    assert "forged or edited" in alert.summary
+    result = await trail.verify()
+    assert kinds(result) == [FindingKind.SIGNATURE, FindingKind.GAP]
 
 
 async def test_a_removed_digest_is_named_a_gap(trail: Trail):

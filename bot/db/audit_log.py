@@ -17,7 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from bot.domain.audit import (
     scrub,
 )
 from bot.domain.audit_digest import (
+    HEAD_MISSING,
     AuditDigest,
     DigestFile,
     DigestFinding,
@@ -53,6 +54,7 @@ from bot.domain.audit_digest import (
     check_digest_chain,
     check_digests_against_trail,
     event_fingerprint,
+    mismatched,
     moments_to_look_up,
 )
 
@@ -75,8 +77,6 @@ __all__ = [
     "verify_segment",
     "verify_trail",
 ]
-
-HEAD_MISSING = "the audit_head row is missing: it was deleted"
 
 
 class AuditHeadMissing(LookupError):
@@ -478,34 +478,39 @@ async def head_snapshot(engine: AsyncEngine) -> HeadSnapshot:
 
 
 async def trail_points(engine: AsyncEngine, digests: Sequence[AuditDigest]) -> TrailPoints:
-    """The trail at the points `digests` name, by index lookups (seq, hash; occurred_at only
-    for events that are not where their digest left them), never a scan of the whole trail."""
+    """The trail at the points `digests` name, by index lookups: the hash at each digest's
+    last_seq; only for digests that do not match, where their hash and their event (by
+    occurred_at) are now. Never a scan of the whole trail while the trail is intact."""
     async with engine.connect() as conn:
         await conn.execution_options(**{READ_ONLY: True})
         bounds = (await conn.execute(_BOUNDS)).one()
         session = AsyncSession(bind=conn)
-        at_seq: dict[int, tuple[str, str]] = {}
+        hash_at: dict[int, str] = {}
         for chunk in _chunks(sorted({d.last_seq for d in digests if d.last_seq > 0})):
-            for event in await session.scalars(select(AuditEvent).where(AuditEvent.seq.in_(chunk))):
-                at_seq[event.seq] = (event.hash, event_fingerprint(event_body(event)))
-        seq_of_hash: dict[str, int] = {}
-        for chunk in _chunks(sorted({d.last_hash for d in digests if d.last_seq > 0})):
-            query = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.hash.in_(chunk))
-            seq_of_hash.update({h: s for s, h in (await session.execute(query)).all()})
+            query = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(chunk))
+            hash_at.update({s: h for s, h in (await session.execute(query)).all()})
         points = TrailPoints(
             head_seq=None if bounds[2] is None else int(bounds[2]),
             last_seq=0 if bounds[1] is None else int(bounds[1]),
-            at_seq=at_seq,
-            seq_of_hash=seq_of_hash,
+            hash_at=hash_at,
         )
-        moments = moments_to_look_up(digests, points)
-        if not moments:
+        wrong = mismatched(digests, points)
+        if not wrong:
             return points
+        fingerprint_at: dict[int, str] = {}
+        for chunk in _chunks(sorted({d.last_seq for d in wrong if d.last_seq in hash_at})):
+            for event in await session.scalars(select(AuditEvent).where(AuditEvent.seq.in_(chunk))):
+                fingerprint_at[event.seq] = event_fingerprint(event_body(event))
+        seq_of_hash: dict[str, int] = {}
+        for chunk in _chunks(sorted({d.last_hash for d in wrong})):
+            query = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.hash.in_(chunk))
+            seq_of_hash.update({h: s for s, h in (await session.execute(query)).all()})
+        points = replace(points, fingerprint_at=fingerprint_at, seq_of_hash=seq_of_hash)
         fingerprints: dict[str, list[int]] = {}
-        for chunk in _chunks(sorted(datetime.fromisoformat(m) for m in moments)):
+        for chunk in _chunks(sorted(datetime.fromisoformat(m) for m in moments_to_look_up(digests, points))):
             for event in await session.scalars(select(AuditEvent).where(AuditEvent.occurred_at.in_(chunk))):
                 fingerprints.setdefault(event_fingerprint(event_body(event)), []).append(event.seq)
-    return TrailPoints(points.head_seq, points.last_seq, at_seq, seq_of_hash, fingerprints)
+    return replace(points, seqs_of_fingerprint=fingerprints)
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:

@@ -36,6 +36,7 @@ from bot.domain.audit import GENESIS_HASH, canonical_bytes
 
 __all__ = [
     "DIGEST_FORMAT",
+    "HEAD_MISSING",
     "AuditDigest",
     "DigestFile",
     "DigestFinding",
@@ -52,12 +53,14 @@ __all__ = [
     "key_id_of",
     "load_private_key",
     "load_public_key",
+    "mismatched",
     "moments_to_look_up",
     "public_key_pem",
     "signature_verifies",
 ]
 
 DIGEST_FORMAT = "opsgate-audit-digest/1"
+HEAD_MISSING = "the audit_head row is missing: it was deleted"
 _HEX64 = r"^[0-9a-f]{64}$"
 _KEY_ID = r"^ed25519:[0-9a-f]{16}$"
 
@@ -374,12 +377,14 @@ def _chain_gaps(ordered: Sequence[DigestFile], hashes: Sequence[str]) -> Iterabl
 
 @dataclass(frozen=True)
 class TrailPoints:
-    """What the trail holds at the points the digests name, read by index lookups."""
+    """What the trail holds at the points the digests name, read by index lookups: the hash at
+    every digest's `last_seq`, and only for digests that do not match, where their event went."""
 
     head_seq: int | None  # None: the audit_head row is missing
     last_seq: int  # the highest stored sequence number (0: no events at all)
-    at_seq: Mapping[int, tuple[str, str]]  # seq -> (hash, fingerprint) for each digest's last_seq
-    seq_of_hash: Mapping[str, int]  # where each digest's last_hash is stored now, if anywhere
+    hash_at: Mapping[int, str]  # seq -> stored hash, for each digest's last_seq that exists
+    fingerprint_at: Mapping[int, str] = field(default_factory=dict)  # for the mismatched seqs
+    seq_of_hash: Mapping[str, int] = field(default_factory=dict)  # where a mismatched last_hash is now
     seqs_of_fingerprint: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
     @property
@@ -387,15 +392,18 @@ class TrailPoints:
         return self.last_seq == 0
 
 
+def mismatched(digests: Sequence[AuditDigest], points: TrailPoints) -> list[AuditDigest]:
+    """The digests whose event is not where they left it: only these need further lookups."""
+    return [d for d in digests if d.last_seq > 0 and points.hash_at.get(d.last_seq) != d.last_hash]
+
+
 def moments_to_look_up(digests: Sequence[AuditDigest], points: TrailPoints) -> set[str]:
-    """The `occurred_at` of the head events that are not where their digest left them: the
-    events with those times are fingerprinted to tell a renumbered event from a rewritten one."""
+    """The `occurred_at` of mismatched head events not found by their hash either: the events
+    with those times are fingerprinted to tell a renumbered event from a rewritten one."""
     return {
         d.last_event_at
-        for d in digests
-        if d.last_event_at is not None
-        and points.at_seq.get(d.last_seq, ("",))[0] != d.last_hash
-        and d.last_hash not in points.seq_of_hash
+        for d in mismatched(digests, points)
+        if d.last_event_at is not None and d.last_hash not in points.seq_of_hash
     }
 
 
@@ -403,7 +411,7 @@ def check_digests_against_trail(digests: Sequence[AuditDigest], points: TrailPoi
     """One finding per kind of damage, naming the earliest digest that shows it (the edit lies
     after the intact digest before it) and how many later digests agree."""
     if points.head_seq is None:
-        head = [DigestFinding(FindingKind.HEAD, "the audit_head row is missing: it was deleted")]
+        head = [DigestFinding(FindingKind.HEAD, HEAD_MISSING)]
     else:
         head = []
     anchored = [d for d in digests if d.last_seq > 0]
@@ -447,7 +455,7 @@ def _classify(
     digest: AuditDigest, points: TrailPoints, last_intact: AuditDigest | None
 ) -> tuple[FindingKind, str] | None:
     seq, recorded = digest.last_seq, digest.last_hash
-    stored = points.at_seq.get(seq)
+    stored_hash = points.hash_at.get(seq)
     name = digest.describe()
     since = (
         f"after event {last_intact.last_seq} ({last_intact.describe()} still matches)"
@@ -455,7 +463,7 @@ def _classify(
         else f"at or before event {seq}"
     )
     head_seq = points.head_seq if points.head_seq is not None else points.last_seq
-    if stored is not None and stored[0] == recorded:
+    if stored_hash == recorded:
         if head_seq < seq:
             return (
                 FindingKind.TRUNCATION,
@@ -474,8 +482,8 @@ def _classify(
             f"{name} recorded event {seq} (hash {recorded[:12]}) and that event is now number {moved_to}: "
             f"sequence numbers were shifted {since}",
         )
-    if stored is not None:
-        same_event = stored[1] == digest.last_event_fingerprint
+    if stored_hash is not None:
+        same_event = points.fingerprint_at.get(seq) == digest.last_event_fingerprint
         what = (
             f"event {seq} itself is unchanged, so an event {since} was edited and the chain rehashed"
             if same_event
@@ -483,7 +491,7 @@ def _classify(
         )
         return (
             FindingKind.RECOMPUTE,
-            f"{name} recorded event {seq} with hash {recorded[:12]} but the trail now has {stored[0][:12]} "
+            f"{name} recorded event {seq} with hash {recorded[:12]} but the trail now has {stored_hash[:12]} "
             f"there: {what}",
         )
     end = max(head_seq, points.last_seq)

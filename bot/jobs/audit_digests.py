@@ -101,6 +101,9 @@ class AuditDigestDuty:
         self._publishers = list(publishers)
         self.interval = interval
 
+    def __repr__(self) -> str:
+        return f"AuditDigestDuty({str(self.directory.path)!r})"
+
     async def __call__(self) -> None:
         await self.run()
 

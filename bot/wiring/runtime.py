@@ -217,6 +217,9 @@ class Runtime:
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self.runner.shutdown(timeout=timeout)
         for duty in self._at_shutdown if leading else ():
-            await duty()
+            try:
+                await asyncio.wait_for(duty(), timeout=timeout)
+            except TimeoutError:
+                log.error("a shutdown duty did not finish in time", extra={"duty": repr(duty)})
         await self.http.aclose()
         await self.deps.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -543,7 +544,7 @@ def verify_trail(
     *,
     processes: int,
     digests: Sequence[DigestFile] | None = None,
-    keys: Mapping[str, Any] | None = None,
+    keys: Mapping[str, Ed25519PublicKey] | None = None,
     batch: int = 20000,
     engine_kwargs: dict[str, Any] | None = None,
 ) -> TrailVerification:

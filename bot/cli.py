@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from bot.logs import configure_logging
 
 if TYPE_CHECKING:
     from bot.config.opsgate import OpsgateConfig
+    from bot.db.digest_files import DigestReading
 
 # Heavier modules (the configuration models, aiohttp, SQLAlchemy) are imported by the commands
 # that need them, so `opsgate --help` or `opsgate audit verify` start quickly.
@@ -128,11 +129,57 @@ def check(cli: CliContext, allow_unset: bool) -> None:
 
 
 @main.command()
-def keygen() -> None:
-    """Print a new OPSGATE_SECRET_KEY (Fernet key)."""
-    from cryptography.fernet import Fernet
+@click.option(
+    "--audit-signing", is_flag=True, help="An Ed25519 key that signs audit digests, instead of a Fernet key."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --audit-signing: write the private key (PEM, mode 0600) to FILE instead of printing it.",
+)
+def keygen(audit_signing: bool, output: Path | None) -> None:
+    """Print a new OPSGATE_SECRET_KEY (Fernet key), or with --audit-signing a digest signing key."""
+    if not audit_signing:
+        if output is not None:
+            raise click.UsageError("--output goes with --audit-signing")
+        from cryptography.fernet import Fernet
 
-    click.echo(Fernet.generate_key().decode())
+        click.echo(Fernet.generate_key().decode())
+        return
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bot.domain.audit_digest import key_id_of, public_key_pem
+
+    key = Ed25519PrivateKey.generate()
+    public = public_key_pem(key.public_key())
+    if output is None:
+        raw = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        click.echo(base64.b64encode(raw).decode())  # the value of OPSGATE_AUDIT_SIGNING_KEY
+        click.echo(f"key id: {key_id_of(key.public_key())}; public key:\n{public}", err=True, nl=False)
+        return
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        click.echo(f"{output} exists: a signing key is never overwritten", err=True)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        click.echo(f"cannot write {output}: {exc.strerror or exc}", err=True)
+        raise SystemExit(2) from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    click.echo(f"wrote {output}: set OPSGATE_AUDIT_SIGNING_KEY_FILE={output}", err=True)
+    click.echo(f"key id: {key_id_of(key.public_key())}", err=True)
+    click.echo(public, nl=False)
 
 
 # ------------------------------------------------------------------ database
@@ -201,24 +248,154 @@ def audit() -> None:
     default=None,
     help="Ranges verified side by side (default: one per CPU; trails under 100,000 events use one).",
 )
+@click.option(
+    "--digests",
+    "digest_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Also check every signed digest in DIR against the trail (truncation, wipe, rewrites).",
+)
+@click.option(
+    "--public-key",
+    "public_keys",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="Trust only this public key (PEM), repeatable; default: the public-key-*.pem files in DIR.",
+)
 @pass_ctx
-def audit_verify(cli: CliContext, processes: int | None) -> None:
-    """Recompute the hash chain; exit 1 naming the first edited, deleted or reordered event."""
+def audit_verify(
+    cli: CliContext, processes: int | None, digest_dir: Path | None, public_keys: tuple[Path, ...]
+) -> None:
+    """Recompute the hash chain and check the digests; exit 1 with one line per finding, 2 when
+    the trail, the digests or a key cannot be read at all."""
     import os
     import time
 
-    from bot.db.audit_log import verify_chain_in_processes
+    from bot.db.audit_log import AuditTrailUnreadable, verify_trail
 
+    if public_keys and digest_dir is None:
+        raise click.UsageError("--public-key goes with --digests")
     started = time.perf_counter()
-    count, problem = verify_chain_in_processes(
-        cli.settings.database_url, processes=processes or os.cpu_count() or 1
-    )
-    if problem is not None:
-        click.echo(f"audit chain BROKEN at {problem}", err=True)
+    reading = _read_digests(digest_dir, public_keys) if digest_dir is not None else None
+    try:
+        result = verify_trail(
+            cli.settings.database_url,
+            processes=processes or os.cpu_count() or 1,
+            digests=reading.files if reading else None,
+            keys=reading.keys if reading else None,
+        )
+    except AuditTrailUnreadable as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    problems = result.problems() + [str(p) for p in (reading.problems if reading else [])]
+    if problems:
+        for line in problems:
+            click.echo(line, err=True)
         raise SystemExit(1)
     elapsed = time.perf_counter() - started
-    rate = f" ({count / elapsed:,.0f} events/s)" if count and elapsed > 0 else ""
-    click.echo(f"audit chain intact: {count} events verified in {elapsed:.2f} s{rate}")
+    rate = f" ({result.count / elapsed:,.0f} events/s)" if result.count and elapsed > 0 else ""
+    click.echo(f"audit chain intact: {result.count} events verified in {elapsed:.2f} s{rate}")
+    if reading is not None and result.digests:
+        newest = result.digests[-1]
+        since = (result.head_seq or 0) - newest.last_seq
+        trusted = "" if public_keys else f"; keys read from {digest_dir} (pin them with --public-key)"
+        click.echo(
+            f"audit digests intact: {len(result.digests)} digests match the trail; the newest, "
+            f"{newest.describe()}, anchors event {newest.last_seq} ({since} events since){trusted}"
+        )
+    elif reading is not None:
+        click.echo(f"audit digests: none in {digest_dir} yet, and the trail is empty")
+
+
+def _read_digests(digest_dir: Path, public_keys: tuple[Path, ...]) -> DigestReading:
+    """The digests and trusted keys, read before the trail (a newer digest could name events the
+    trail's snapshot does not hold); exit 2 naming the directory or key that cannot be read."""
+    from bot.db.digest_files import DigestDirectory, DigestDirectoryError
+    from bot.domain.audit_digest import DigestKeyError, key_id_of, load_public_key
+
+    try:
+        reading = DigestDirectory(digest_dir).read()
+    except DigestDirectoryError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    if public_keys:
+        reading.keys = {}
+        for path in public_keys:
+            try:
+                key = load_public_key(path.read_bytes())
+            except OSError as exc:
+                click.echo(f"--public-key {path}: {exc.strerror or exc}", err=True)
+                raise SystemExit(2) from None
+            except DigestKeyError as exc:
+                click.echo(f"--public-key {path}: {exc}", err=True)
+                raise SystemExit(2) from None
+            reading.keys[key_id_of(key)] = key
+    return reading
+
+
+@audit.command("public-key")
+@pass_ctx
+def audit_public_key(cli: CliContext) -> None:
+    """Print the public key of the audit signing key (PEM), to verify digests elsewhere."""
+    from bot.config.audit_signing import resolve_audit_signing_key
+    from bot.domain.audit_digest import DigestKeyError, key_id_of, public_key_pem
+
+    try:
+        public = resolve_audit_signing_key(cli.settings).public_key()
+    except DigestKeyError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+    click.echo(f"key id: {key_id_of(public)}", err=True)
+    click.echo(public_key_pem(public), nl=False)
+
+
+@audit.command("digest")
+@pass_ctx
+def audit_digest(cli: CliContext) -> None:
+    """Sign the head now and write it to OPSGATE_AUDIT_DIGEST_DIR (e.g. from a host that holds the
+    key and only reads the database); exit 1 if it cannot be written or the trail has changed."""
+    settings = cli.settings
+    if settings.opsgate_audit_digest_dir is None:
+        click.echo("OPSGATE_AUDIT_DIGEST_DIR is not set: nowhere to write the digest", err=True)
+        raise SystemExit(2)
+    from bot.db.audit_log import AuditTrailUnreadable, require_database
+    from bot.db.engine import create_engine
+    from bot.domain.requests import system_clock
+    from bot.jobs.audit_digests import DigestFailed, DigestWritten, audit_digest_duty
+    from bot.jobs.outbox import Outbox
+
+    try:
+        require_database(settings.database_url)
+    except AuditTrailUnreadable as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(2) from None
+
+    async def go() -> DigestWritten | DigestFailed:
+        from bot.db.engine import create_session_factory
+
+        engine = create_engine(settings.database_url)
+
+        async def no_alert(event: Any) -> None:  # the command prints what an alert would say
+            return None
+
+        try:
+            duty = audit_digest_duty(settings, engine=engine, sessions=create_session_factory(engine),
+                                     outbox=Outbox(system_clock), clock=system_clock, alert=no_alert,
+                                     wake=lambda: None)  # fmt: skip
+            assert duty is not None
+            return await duty.run()
+        finally:
+            await engine.dispose()
+
+    outcome = run(go)
+    if isinstance(outcome, DigestFailed):
+        click.echo(f"audit digest not written: {outcome.reason}", err=True)
+        raise SystemExit(1)
+    click.echo(f"wrote {outcome.path}: digest {outcome.digest.digest_seq}, event {outcome.digest.last_seq}")
+    for line in [*outcome.tampering, *outcome.publish_failures]:
+        click.echo(line, err=True)
+    if outcome.tampering or outcome.publish_failures:
+        raise SystemExit(1)
 
 
 @audit.command("export")

@@ -6,11 +6,14 @@ need the configuration models (which import every connector).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.domain.durations import Duration
 
 __all__ = ["Settings"]
 
@@ -34,6 +37,15 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     opsgate_secret_key: SecretStr | None = None
     opsgate_secret_key_file: Path = Path("./.opsgate.key")
+    # Signed audit digests (docs/audit-digests.md): on when the directory is set. The signing key
+    # is an Ed25519 key the database never holds: PEM or base64 (`opsgate keygen --audit-signing`).
+    opsgate_audit_digest_dir: Path | None = None
+    opsgate_audit_digest_interval: Duration = Field(
+        default=timedelta(minutes=15), ge=timedelta(seconds=10), le=timedelta(days=1)
+    )
+    opsgate_audit_digest_channel: str | None = None  # a Slack channel ID that gets a copy of each digest
+    opsgate_audit_signing_key: SecretStr | None = None
+    opsgate_audit_signing_key_file: Path | None = None
     log_level: str = Field(default="INFO", validation_alias="OPSGATE_LOG_LEVEL")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", validation_alias="OPSGATE_LOG_FORMAT"

@@ -232,11 +232,11 @@ class ChainSegment:
 
 
 def join_segments(
-    segments: Sequence[ChainSegment], head_seq: int, head_hash: str
+    segments: Sequence[ChainSegment], head_seq: int | None, head_hash: str | None
 ) -> tuple[int, ChainBreak | None]:
     """Combine consecutive segments into what one sequential pass would have reported:
     (events verified, first break). Gaps and links between segments and the head row are
-    checked here."""
+    checked here; `head_seq=None` (the head row is missing) skips the head check."""
     count = 0
     linked_to = GENESIS_HASH
     expected = segments[0].first_seq if segments else 1
@@ -253,6 +253,8 @@ def join_segments(
         count += segment.count
         linked_to = segment.end_hash or linked_to
         expected = found + segment.count
+    if head_seq is None or head_hash is None:
+        return count, None
     return count, _tail_check(count, linked_to, head_seq, head_hash)
 
 

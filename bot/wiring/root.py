@@ -28,6 +28,7 @@ from bot.domain.policy import Action
 from bot.domain.requests import ChangeRequest
 from bot.ids import AlertActionId
 from bot.jobs.announcer import EXECUTE_JOB
+from bot.jobs.audit_digests import audit_digest_duty
 from bot.jobs.queue import JobContext
 from bot.listeners.context import SlackContext
 from bot.payloads import AlertActionValue
@@ -565,3 +566,8 @@ def _schedule(service: OpsgateService, config: OpsgateConfig, wiring: Wiring) ->
     rt.add_scheduled(revoke_previous, seconds=timedelta(hours=1).total_seconds(), name="revoke_previous")
     rt.add_scheduled(end_of_life, seconds=timedelta(days=1).total_seconds(), name="end_of_life")
     rt.add_scheduled(publish_docs, seconds=timedelta(days=1).total_seconds(), name="publish_docs")
+    digests = audit_digest_duty(rt.deps.settings, engine=rt.deps.engine, sessions=rt.deps.sessions, outbox=rt.outbox,
+                                clock=clock, alert=wiring.alerts.ingest, wake=rt.kick)  # fmt: skip
+    if digests is not None:
+        rt.add_scheduled(digests, seconds=digests.interval.total_seconds(), name="audit_digests")
+        rt.add_shutdown_duty(digests)

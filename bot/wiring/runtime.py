@@ -12,7 +12,7 @@ import gc
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ class Runtime:
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _scheduler: AsyncIOScheduler | None = None
     _scheduled: list[tuple[Any, float, str]] = field(default_factory=list)
+    _at_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     leadership: SchedulerLeadership | None = None
 
     @classmethod
@@ -161,6 +162,10 @@ class Runtime:
                 func, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
             )
 
+    def add_shutdown_duty(self, func: Callable[[], Awaitable[None]]) -> None:
+        """Run once more at stop(), where the scheduler ran, after the last job has finished."""
+        self._at_shutdown.append(func)
+
     def _start_scheduler(self) -> None:
         scheduler = AsyncIOScheduler(timezone="UTC")
         for func, seconds, name in self._scheduled:
@@ -195,6 +200,7 @@ class Runtime:
     async def stop(self, *, timeout: float = 8.0) -> None:
         """Stop claiming, let running jobs finish within `timeout`, leave the rest claimable."""
         self.stop_event.set()
+        leading = self._scheduler is not None
         self._stop_scheduler()
         # Acknowledgements have stopped (the HTTP server or socket closed first): give the
         # intake's held connection back now, before anything below can run out of time.
@@ -209,5 +215,10 @@ class Runtime:
                 loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         await self.runner.shutdown(timeout=timeout)
+        for duty in self._at_shutdown if leading else ():
+            try:
+                await asyncio.wait_for(duty(), timeout=timeout)
+            except TimeoutError:
+                log.error("a shutdown duty did not finish in time", extra={"duty": repr(duty)})
         await self.http.aclose()
         await self.deps.close()

@@ -206,3 +206,20 @@ async def test_cli_verify_exits_1_naming_the_event(database, fingerprinter, tmp_
     exported = subprocess.run([sys.executable, "-m", "bot.cli", "audit", "export", "--format", "csv"],
                               capture_output=True, text=True, env=env, cwd=tmp_path, check=False)  # fmt: skip
     assert exported.returncode == 0 and len(exported.stdout.strip().splitlines()) == 6
+
+
+async def test_a_deleted_head_row_is_named_not_a_lookup_traceback(database, fingerprinter):
+    from bot.db.audit_log import AuditHeadMissing
+    from bot.domain.audit import GENESIS_HASH
+
+    await seed(database, fingerprinter, count=2)
+    async with database.sessions() as session, session.begin():
+        await session.execute(delete(AuditHead))
+    try:
+        count, problem = await verify_chain(database.engine)
+        assert count == 2 and str(problem) == "audit event 3: the audit_head row is missing: it was deleted"
+        with pytest.raises(AuditHeadMissing, match="the audit_head row is missing"):
+            await seed(database, fingerprinter, count=1)
+    finally:  # the PostgreSQL schema outlives the test
+        async with database.sessions() as session, session.begin():
+            session.add(AuditHead(id=1, seq=0, hash=GENESIS_HASH))

@@ -149,6 +149,7 @@ class CredentialAuthority(Protocol):
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from connectors.canto import CantoApproval, CantoAsset, CantoAssetRef
     from connectors.iconik import (
@@ -162,6 +163,7 @@ if TYPE_CHECKING:
         IconikWebhook,
         MetadataMode,
     )
+    from connectors.transfer import Download
 
 __all__ += ["AssetSource", "MediaLibrary"]
 
@@ -185,6 +187,12 @@ class AssetSource(Protocol):
 
     async def download_url(self, scheme: str, asset_id: str) -> str:
         """Where the original can be fetched."""
+        ...
+
+    def open_original(
+        self, scheme: str, asset_id: str, *, chunk_size: int = ...
+    ) -> AbstractAsyncContextManager[Download]:
+        """Stream the original: `async with` it, then iterate `download.chunks` once."""
         ...
 
     async def update_custom_fields(self, refs: Sequence[CantoAssetRef], fields: Mapping[str, str]) -> None:

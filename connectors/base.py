@@ -331,6 +331,55 @@ class AppTokenIssuer(Protocol):
         ...
 
 
+# -- partner destinations: S3 buckets, SFTP drops, portals ---------------------------------------
+
+if TYPE_CHECKING:
+    from connectors.transfer import DeliveryItem, DeliveryReceipt, DestinationKind
+
+__all__ += ["PartnerDrop"]
+
+
+class PartnerDrop(Protocol):
+    """Where a release is delivered to a partner; each delivery can be checked and undone.
+
+    File drops (`accepts_bytes`) store the streamed bytes; a portal takes the item's
+    `download_url` instead and ignores `chunks`.
+    """
+
+    @property
+    def kind(self) -> DestinationKind:
+        """s3, sftp or portal_webhook."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The destination's configured name."""
+        ...
+
+    @property
+    def accepts_bytes(self) -> bool:
+        """Whether `deliver` reads `chunks` (file drops) or only the item's link (portals)."""
+        ...
+
+    async def deliver(
+        self, item: DeliveryItem, chunks: AsyncIterable[bytes] | None = None
+    ) -> DeliveryReceipt:
+        """Publish the item; a stream whose length differs from `item.size` publishes nothing."""
+        ...
+
+    async def revoke(self, receipt: DeliveryReceipt) -> None:
+        """Undo a delivery (delete, remove, unpublish); revoking twice is harmless."""
+        ...
+
+    async def exists(self, receipt: DeliveryReceipt) -> bool:
+        """Whether the delivery is still there for the partner."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
 # -- documentation: Confluence ---------------------------------------------------------------------
 
 if TYPE_CHECKING:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
+from aiohttp import web
 
+from connectors.emulators import portal as portal_emulator
 from connectors.emulators import s3 as s3_emulator
 from connectors.emulators import sftp as sftp_emulator
+from connectors.emulators.faults import start_app
+from connectors.portal import PortalWebhook, PortalWebhookSettings
 from connectors.s3 import MIN_PART_SIZE, S3Drop, S3DropSettings
 from connectors.sftp import SftpDropSettings
 
@@ -83,3 +88,46 @@ def sftp_settings(sftp: sftp_emulator.SftpEmulator):
         return SftpDropSettings.model_validate(values)
 
     return build
+
+
+class Clock:
+    """Unix time the portal emulator and the signer share; tests move it."""
+
+    def __init__(self) -> None:
+        self.now = 1_741_597_200.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class PortalWorld:
+    app: web.Application
+    url: str
+    clock: Clock
+
+    @property
+    def state(self) -> portal_emulator.PortalState:
+        return portal_emulator.portal_state_of(self.app)
+
+    def settings(self, **overrides: object) -> PortalWebhookSettings:
+        values: dict[str, object] = {
+            "name": "Retailer A portal",
+            "url": f"{self.url}{portal_emulator.PUBLICATIONS_PATH}",
+            "secret": portal_emulator.DEFAULT_SECRET,
+            "http": {"max_retries": 0},
+        }
+        values.update(overrides)
+        return PortalWebhookSettings.model_validate(values)
+
+    def connector(self, **overrides: object) -> PortalWebhook:
+        return PortalWebhook(self.settings(**overrides), clock=self.clock)
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[PortalWorld]:
+    clock = Clock()
+    app = portal_emulator.create_app(clock=clock)
+    runner, url = await start_app(app)
+    yield PortalWorld(app=app, url=url, clock=clock)
+    await runner.cleanup()

@@ -65,13 +65,18 @@ def _utc_now() -> datetime:
 
 
 async def _parts(chunks: AsyncIterable[bytes], part_size: int) -> AsyncIterator[bytes]:
-    """Regroup chunks into parts of exactly `part_size` bytes (the last may be shorter)."""
+    """Regroup chunks into parts of exactly `part_size` bytes (the last may be shorter).
+
+    At most one part is gathered at a time; handing it over costs one copy out of the buffer.
+    """
     buffer = bytearray()
     async for chunk in chunks:
         buffer += chunk
         while len(buffer) >= part_size:
-            yield bytes(buffer[:part_size])
+            with memoryview(buffer) as view:
+                part = bytes(view[:part_size])
             del buffer[:part_size]
+            yield part
     if buffer:
         yield bytes(buffer)
 
@@ -176,12 +181,14 @@ class S3Drop:
         upload_id: str | None = None
         operation = "PutObject"
         try:
-            first = await anext(parts, b"")
-            second = await anext(parts, None)
-            if second is None:
+            # The declared size picks the method, so no part is read ahead: one in hand at a time.
+            if item.size <= self.settings.part_size:
+                body = await anext(parts, b"")
+                if await anext(parts, None) is not None:  # longer than declared: refuse it now
+                    self._check_size(metered.size, item, key)
                 self._check_size(metered.size, item, key)
-                self.peak_part_bytes = max(self.peak_part_bytes, len(first))
-                await s3.put_object(Bucket=bucket, Key=key, Body=first, ContentType=item.content_type)
+                self.peak_part_bytes = max(self.peak_part_bytes, len(body))
+                await s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=item.content_type)
             else:
                 operation = "CreateMultipartUpload"
                 created = await s3.create_multipart_upload(
@@ -189,10 +196,10 @@ class S3Drop:
                 )
                 upload_id = created["UploadId"]
                 operation = "UploadPart"
-                done = [await self._upload_part(s3, key, upload_id, 1, first)]
-                done.append(await self._upload_part(s3, key, upload_id, 2, second))
+                done: list[CompletedPartTypeDef] = []
                 async for part in parts:
                     done.append(await self._upload_part(s3, key, upload_id, len(done) + 1, part))
+                    del part  # let it go before the next part is gathered
                 self._check_size(metered.size, item, key)
                 operation = "CompleteMultipartUpload"
                 await s3.complete_multipart_upload(

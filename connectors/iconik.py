@@ -706,10 +706,12 @@ class IconikConnector:
         )
         return answer.url
 
-    async def get_file(self, asset_id: str, file_id: str) -> IconikFile:
-        """One file of an asset."""
+    async def get_file(self, asset_id: str, file_id: str, *, signed_upload_url: bool = False) -> IconikFile:
+        """One file of an asset; `signed_upload_url` asks iconik for a fresh upload URL of an OPEN file."""
         return await self._client.get_model(
-            f"/API/files/v1/assets/{_segment(asset_id)}/files/{_segment(file_id)}/", IconikFile
+            f"/API/files/v1/assets/{_segment(asset_id)}/files/{_segment(file_id)}/",
+            IconikFile,
+            params={"generate_signed_post_url": "true"} if signed_upload_url else None,
         )
 
     async def list_file_sets(
@@ -1052,6 +1054,8 @@ class IconikConnector:
                 original_name=original_name, directory_path=asset, size=size,
             )  # fmt: skip
             done = replace(done, file_id=file.id)
+            if not file.upload_url:  # documented for B2: ask again for a signed URL
+                file = await self.get_file(asset, file.id, signed_upload_url=True)
             if not file.upload_url:
                 raise IconikUploadFailed(
                     IconikUploadStep.FILE, done,

@@ -184,8 +184,7 @@ class S3Drop:
             # The declared size picks the method, so no part is read ahead: one in hand at a time.
             if item.size <= self.settings.part_size:
                 body = await anext(parts, b"")
-                if await anext(parts, None) is not None:  # longer than declared: refuse it now
-                    self._check_size(metered.size, item, key)
+                await anext(parts, None)  # a stream longer than declared shows here, refused below
                 self._check_size(metered.size, item, key)
                 self.peak_part_bytes = max(self.peak_part_bytes, len(body))
                 await s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=item.content_type)

@@ -196,3 +196,17 @@ async def test_the_emulator_reports_what_an_upload_received_over_http(world, ico
         answer = (await control.get(f"/_control/iconik/files/{done.file_id}")).json()
     assert answer["received"]["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
     assert answer["status"] == "CLOSED"
+
+
+async def test_a_file_created_without_an_upload_url_asks_for_a_signed_one(world, iconik) -> None:
+    asset = await iconik.create_asset(IconikAssetUpdate(title="x"))
+    fmt = await iconik.create_format(asset.id, storage_methods=["B2"])
+    storage = world.storage_id("ACME Main Files")
+    file_set = await iconik.create_file_set(asset.id, format_id=fmt.id, storage_id=storage, name="x")
+    file = await iconik.create_file(
+        asset.id, file_set_id=file_set.id, format_id=fmt.id, storage_id=storage, original_name="x", size=1
+    )
+    again = await iconik.get_file(asset.id, file.id, signed_upload_url=True)
+    assert again.upload_url
+    (ask,) = world.requests_to(f"/files/{file.id}/", "GET")
+    assert ask["query"] == {"generate_signed_post_url": "true"}

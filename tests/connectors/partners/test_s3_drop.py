@@ -123,3 +123,15 @@ async def test_a_stream_shorter_than_declared_publishes_nothing_and_leaves_no_pa
 async def test_a_file_name_with_a_path_is_refused_before_any_call(s3_drop) -> None:
     with pytest.raises(ValueError, match="not a plain file name"):
         await s3_drop.deliver(DeliveryItem(name="../other-partner/x", size=1), chunks_of(b"x"))
+
+
+async def test_a_stream_longer_than_declared_is_refused_too(s3_drop) -> None:
+    with pytest.raises(BadRequest, match="were declared; nothing was published"):
+        await s3_drop.deliver(DeliveryItem(name="long.jpg", size=3), chunks_of(b"abcdef"))
+    never = DeliveryReceipt(
+        kind="s3",
+        destination="Retailer A",
+        location="retailer-a/inbox/long.jpg",
+        delivered_at=datetime.now(UTC),
+    )
+    assert not await s3_drop.exists(never)

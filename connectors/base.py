@@ -148,22 +148,27 @@ class CredentialAuthority(Protocol):
 # -- asset release: Canto (source of approved originals) and iconik (distribution) ------------------
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from connectors.canto import CantoApproval, CantoAsset, CantoAssetRef
     from connectors.iconik import (
         IconikApproval,
         IconikApprovalStatus,
+        IconikAppToken,
         IconikAsset,
         IconikAssetUpdate,
         IconikJob,
         IconikMetadataValues,
         IconikStorage,
+        IconikTokenInfo,
+        IconikUpload,
         IconikWebhook,
         MetadataMode,
     )
+    from connectors.transfer import Download
 
-__all__ += ["AssetSource", "MediaLibrary"]
+__all__ += ["AppTokenIssuer", "AssetSource", "MediaLibrary"]
 
 
 class AssetSource(Protocol):
@@ -185,6 +190,12 @@ class AssetSource(Protocol):
 
     async def download_url(self, scheme: str, asset_id: str) -> str:
         """Where the original can be fetched."""
+        ...
+
+    def open_original(
+        self, scheme: str, asset_id: str, *, chunk_size: int = ...
+    ) -> AbstractAsyncContextManager[Download]:
+        """Stream the original: `async with` it, then iterate `download.chunks` once."""
         ...
 
     async def update_custom_fields(self, refs: Sequence[CantoAssetRef], fields: Mapping[str, str]) -> None:
@@ -220,7 +231,47 @@ class MediaLibrary(Protocol):
         ...
 
     async def copy_to_storage(self, storage_id: str, object_ids: Sequence[str]) -> str:
-        """Queue a copy of the assets' originals to a storage; returns the job id."""
+        """Start a NEW copy job of the assets' originals to a storage; returns its id.
+
+        A retry calls this again (a failed job never comes back to life by polling it).
+        """
+        ...
+
+    async def get_job(self, job_id: str) -> IconikJob:
+        """A job's current state."""
+        ...
+
+    async def upload_original(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        size: int,
+        original_name: str,
+        title: str,
+        content_type: str = ...,
+        asset_id: str | None = None,
+        external_id: str | None = None,
+        storage_id: str | None = None,
+        format_name: str = ...,
+        poll_interval: float = ...,
+        timeout: float = ...,
+    ) -> IconikUpload:
+        """Put a file into the library (asset, format, file set, file, streamed upload, close, ready).
+
+        Raises IconikUploadFailed naming the failed step and what the earlier steps created.
+        """
+        ...
+
+    async def delete_file_set(self, asset_id: str, file_set_id: str, *, immediately: bool = False) -> None:
+        """Undo an upload: the file set, its files and stored bytes go."""
+        ...
+
+    async def delete_format(self, asset_id: str, format_id: str, *, immediately: bool = False) -> None:
+        """Undo a format an upload created."""
+        ...
+
+    async def delete_asset(self, asset_id: str) -> None:
+        """Undo an asset an upload created."""
         ...
 
     async def wait_for_job(
@@ -249,6 +300,83 @@ class MediaLibrary(Protocol):
         self, url: str, *, event_type: str, headers: Mapping[str, str], realm: str | None = None
     ) -> IconikWebhook:
         """Ask to be notified; `headers` carry our secret back on every delivery."""
+        ...
+
+
+class AppTokenIssuer(Protocol):
+    """A vendor whose API tokens rotate through its own token API (iconik): create, test, revoke."""
+
+    async def create_app_token(self, app_id: str | None = None) -> IconikAppToken:
+        """A new token (its value shown once); the current one keeps working until revoked."""
+        ...
+
+    async def list_app_tokens(self) -> list[IconikTokenInfo]:
+        """The tokens the vendor holds for us, by id (never their values)."""
+        ...
+
+    async def token_is_valid(self, token: SecretStr | None = None) -> bool:
+        """Whether a call authenticated with `token` (default: the one in use) succeeds."""
+        ...
+
+    def use_token(self, token: SecretStr) -> None:
+        """Switch: authenticate every later call with `token`."""
+        ...
+
+    async def revoke_token(self, token: SecretStr) -> None:
+        """Revoke a token we hold the value of; it then gets 401."""
+        ...
+
+    async def revoke_app_token(self, token_id: str) -> None:
+        """Revoke a token by id."""
+        ...
+
+
+# -- partner destinations: S3 buckets, SFTP drops, portals ---------------------------------------
+
+if TYPE_CHECKING:
+    from connectors.transfer import DeliveryItem, DeliveryReceipt, DestinationKind
+
+__all__ += ["PartnerDrop"]
+
+
+class PartnerDrop(Protocol):
+    """Where a release is delivered to a partner; each delivery can be checked and undone.
+
+    File drops (`accepts_bytes`) store the streamed bytes; a portal takes the item's
+    `download_url` instead and ignores `chunks`.
+    """
+
+    @property
+    def kind(self) -> DestinationKind:
+        """s3, sftp or portal_webhook."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The destination's configured name."""
+        ...
+
+    @property
+    def accepts_bytes(self) -> bool:
+        """Whether `deliver` reads `chunks` (file drops) or only the item's link (portals)."""
+        ...
+
+    async def deliver(
+        self, item: DeliveryItem, chunks: AsyncIterable[bytes] | None = None
+    ) -> DeliveryReceipt:
+        """Publish the item; a stream whose length differs from `item.size` publishes nothing."""
+        ...
+
+    async def revoke(self, receipt: DeliveryReceipt) -> None:
+        """Undo a delivery (delete, remove, unpublish); revoking twice is harmless."""
+        ...
+
+    async def exists(self, receipt: DeliveryReceipt) -> bool:
+        """Whether the delivery is still there for the partner."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
         ...
 
 

@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import TracebackType
@@ -27,8 +28,9 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from connectors.auth import Token, TokenProvider
-from connectors.errors import AuthError, BadRequest, Forbidden, InvalidResponse
+from connectors.errors import AuthError, BadRequest, Forbidden, InvalidResponse, Unavailable
 from connectors.http import HttpOptions, VendorClient
+from connectors.transfer import DEFAULT_CHUNK_SIZE, Download
 
 __all__ = [
     "CANTO_API_PATH",
@@ -493,13 +495,48 @@ class CantoConnector:
 
     async def download_url(self, scheme: str, asset_id: str) -> str:
         """The URL of the asset's original file (direct URL when Canto offers one)."""
-        asset = await self.get_asset(scheme, asset_id)
+        return self._original_url(await self.get_asset(scheme, asset_id))
+
+    def _original_url(self, asset: CantoAsset) -> str:
         url = asset.url.direct_url_original or asset.url.download
         if not url:
             raise InvalidResponse(
                 "asset has no download URL", vendor=self.vendor, request_id=self._client.last_request_id
             )
         return url
+
+    @asynccontextmanager
+    async def open_original(
+        self, scheme: str, asset_id: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncIterator[Download]:
+        """Stream the asset's original: `download.chunks` yields it piece by piece, never whole.
+
+        `download.size` is Canto's Content-Length. A connection lost mid-file raises Unavailable
+        from the iterator; the transfer then starts again from the beginning.
+        """
+        asset = await self.get_asset(scheme, asset_id)
+        url = self._original_url(asset)
+        async with self._client.stream("GET", url) as response:
+            length = response.headers.get("Content-Length")
+            yield Download(
+                name=asset.name,
+                size=int(length) if length and length.isdigit() else None,
+                content_type=response.headers.get("Content-Type", "application/octet-stream"),
+                chunks=self._chunks_of(response, chunk_size),
+            )
+
+    async def _chunks_of(self, response: httpx.Response, chunk_size: int) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_bytes(chunk_size):
+                yield chunk
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"{type(exc).__name__} while downloading the original",
+                vendor=self.vendor,
+                request_id=self._client.last_request_id,
+                method="GET",
+                url=str(response.request.url.copy_with(query=None)),
+            ) from exc
 
     # -- metadata ------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -414,6 +415,43 @@ class VendorClient:
         except ValueError as exc:
             raise self._invalid(response, "response body is not valid JSON") from exc
 
+    @asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, params: Any = None, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """Send one call and yield its 2xx response with the body unread (`aiter_bytes` it).
+
+        Errors map as in `request`; a 401 refreshes the credentials once. Nothing else is retried:
+        a body half read cannot be resumed here, so callers retry the whole transfer.
+        """
+        method = method.upper()
+        request_id = str(uuid.uuid4())
+        auth_retried = False
+        while True:
+            request = self._client.build_request(method, path, params=params, headers=headers)
+            request.headers["X-Request-Id"] = request_id
+            if self.auth is not None and self._same_origin(request.url):
+                await self.auth.apply(request, self)
+            try:
+                response = await self._attempt(request, request_id, stream=True)
+            except httpx.TransportError as exc:
+                raise Unavailable(
+                    f"{type(exc).__name__} calling the vendor",
+                    vendor=self.vendor, request_id=request_id, method=method, url=self._safe_url(request.url),
+                ) from exc  # fmt: skip
+            try:
+                if response.status_code == 401 and self.auth is not None and not auth_retried:
+                    auth_retried = True
+                    if await self.auth.on_unauthorized():
+                        continue
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error_from(response, method)
+                yield response
+                return
+            finally:
+                await response.aclose()
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
@@ -429,7 +467,9 @@ class VendorClient:
     ) -> None:
         await self.aclose()
 
-    async def _attempt(self, request: httpx.Request, request_id: str) -> httpx.Response:
+    async def _attempt(
+        self, request: httpx.Request, request_id: str, *, stream: bool = False
+    ) -> httpx.Response:
         """One trip to the vendor through the breaker, the rate limiter and the concurrency limit."""
         if self._limiter is not None:
             await self._limiter.acquire()
@@ -450,7 +490,7 @@ class VendorClient:
             )  # fmt: skip
             started = self._monotonic()
             try:
-                response = await self._client.send(request)
+                response = await self._client.send(request, stream=stream)
             except httpx.TransportError:
                 self.breaker.record_failure()
                 raise

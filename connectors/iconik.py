@@ -8,13 +8,18 @@ call carries the `App-ID` and `Auth-Token` headers; lists are followed through t
     async with IconikConnector(settings) as iconik:
         job_id = await iconik.copy_to_storage(storage_id, [asset_id])
         job = await iconik.wait_for_job(job_id, poll_interval=2, timeout=600)
+
+Putting a file into iconik (`upload_original`) walks the files API step by step (asset, format,
+file set, file, upload, close, ready); a failing step raises `IconikUploadFailed` naming the step
+and carrying what the earlier steps created, so the caller can undo exactly that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
@@ -25,11 +30,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectors.auth import StaticHeaders
-from connectors.errors import ConnectorError, InvalidResponse
+from connectors.errors import AuthError, ConnectorError, InvalidResponse, NotFound, Unavailable
 from connectors.http import HttpOptions, VendorClient
+from connectors.transfer import DigestingStream
 
 __all__ = [
     "TERMINAL_JOB_STATUSES",
+    "IconikAppToken",
     "IconikApproval",
     "IconikApprovalStatus",
     "IconikAsset",
@@ -39,6 +46,7 @@ __all__ = [
     "IconikCollectionItem",
     "IconikConnector",
     "IconikFile",
+    "IconikFileSet",
     "IconikFormat",
     "IconikHistoryEntry",
     "IconikJob",
@@ -50,6 +58,10 @@ __all__ = [
     "IconikPage",
     "IconikSettings",
     "IconikStorage",
+    "IconikTokenInfo",
+    "IconikUpload",
+    "IconikUploadFailed",
+    "IconikUploadStep",
     "IconikWebhook",
     "MetadataMode",
 ]
@@ -215,7 +227,7 @@ class IconikMetadataValues(_IconikModel):
 
 
 class IconikFile(_IconikModel):
-    """A file of an asset on one storage."""
+    """A file of an asset on one storage; an OPEN file just created carries its `upload_url`."""
 
     id: str
     name: str | None = None
@@ -230,6 +242,22 @@ class IconikFile(_IconikModel):
     file_set_id: str | None = None
     version_id: str | None = None
     checksum: str | None = None
+    storage_method: str | None = None
+    upload_url: str | None = None
+    upload_method: str | None = None
+
+
+class IconikFileSet(_IconikModel):
+    """A file set: where one format of an asset lives on one storage."""
+
+    id: str
+    name: str
+    format_id: str
+    storage_id: str | None = None
+    base_dir: str | None = None
+    status: str | None = None
+    version_id: str | None = None
+    file_count: int | None = None
 
 
 class IconikFormat(_IconikModel):
@@ -380,6 +408,83 @@ class _Views(_IconikModel):
     objects: list[IconikMetadataView] = Field(default_factory=list)
 
 
+class IconikAppToken(_IconikModel):
+    """A newly created application token; `token` is the secret, shown this once."""
+
+    id: str
+    token: SecretStr
+    app_id: str | None = None
+    user_id: str | None = None
+    expires: datetime | None = None
+    date_created: datetime | None = None
+
+
+class IconikTokenInfo(_IconikModel):
+    """A token as the token list shows it: never its value."""
+
+    id: str
+    app_id: str | None = None
+    user_id: str | None = None
+    expires: datetime | None = None
+    date_created: datetime | None = None
+
+
+class IconikUploadStep(StrEnum):
+    """The steps of putting a file into iconik, in order."""
+
+    ASSET = "asset"
+    FORMAT = "format"
+    FILE_SET = "file_set"
+    FILE = "file"
+    UPLOAD = "upload"
+    CLOSE = "close"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class IconikUpload:
+    """What an upload created so far: enough to undo it (`*_created` say what was ours)."""
+
+    asset_id: str | None = None
+    asset_created: bool = False
+    format_id: str | None = None
+    format_created: bool = False
+    file_set_id: str | None = None
+    file_id: str | None = None
+    size: int | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    ready_job_id: str | None = None
+
+
+class IconikUploadFailed(ConnectorError):
+    """A step of `upload_original` failed; `upload` is what the earlier steps created.
+
+    `cause` is the step's own error (None when iconik answered but refused, e.g. a failed
+    transcode job); its status becomes this error's status.
+    """
+
+    def __init__(
+        self,
+        step: IconikUploadStep,
+        upload: IconikUpload,
+        detail: str,
+        *,
+        cause: ConnectorError | None = None,
+    ) -> None:
+        self.step = step
+        self.upload = upload
+        self.cause = cause
+        super().__init__(
+            f"upload failed at step {step.value!r}: {detail}",
+            vendor=IconikConnector.vendor,
+            status=cause.status if cause else None,
+            request_id=cause.request_id if cause else None,
+            method=cause.method if cause else None,
+            url=cause.url if cause else None,
+        )
+
+
 class IconikJobTimeout(ConnectorError):
     """`wait_for_job` gave up before the job reached a terminal state; `job` is the last seen."""
 
@@ -414,6 +519,8 @@ class IconikConnector:
     ) -> None:
         self._sleep = sleep
         self._monotonic = monotonic
+        self._app_id = settings.app_id
+        self._auth_token = settings.auth_token
         self._client = VendorClient(
             vendor=self.vendor,
             base_url=settings.base_url,
@@ -499,6 +606,10 @@ class IconikConnector:
             raise ValueError("create_asset needs a title")
         # Not idempotent: a retried POST could create a twin, so only pre-send failures retry.
         return await self._client.send_model("POST", "/API/assets/v1/assets/", IconikAsset, json=asset.body())
+
+    async def delete_asset(self, asset_id: str) -> None:
+        """Delete an asset (iconik keeps it in its delete queue with status DELETED)."""
+        await self._client.request("DELETE", f"/API/assets/v1/assets/{_segment(asset_id)}/")
 
     async def find_assets_by_external_id(self, external_id: str) -> list[IconikAsset]:
         """Assets whose `external_id` is exactly this (e.g. "canto:image:<id>"), oldest first.
@@ -595,6 +706,168 @@ class IconikConnector:
         )
         return answer.url
 
+    async def get_file(self, asset_id: str, file_id: str, *, signed_upload_url: bool = False) -> IconikFile:
+        """One file of an asset; `signed_upload_url` asks iconik for a fresh upload URL of an OPEN file."""
+        return await self._client.get_model(
+            f"/API/files/v1/assets/{_segment(asset_id)}/files/{_segment(file_id)}/",
+            IconikFile,
+            params={"generate_signed_post_url": "true"} if signed_upload_url else None,
+        )
+
+    async def list_file_sets(
+        self, asset_id: str, *, per_page: int = DEFAULT_PER_PAGE
+    ) -> AsyncIterator[IconikFileSet]:
+        """Every file set of an asset."""
+        async for file_set in self._paged(
+            f"/API/files/v1/assets/{_segment(asset_id)}/file_sets/", IconikFileSet, {"per_page": per_page}
+        ):
+            yield file_set
+
+    async def create_format(
+        self, asset_id: str, *, name: str = "ORIGINAL", storage_methods: Sequence[str] = ()
+    ) -> IconikFormat:
+        """Add a format (ORIGINAL...) to an asset; files are later attached to it."""
+        body = {"name": name, "storage_methods": list(storage_methods)}
+        return await self._client.send_model(
+            "POST", f"/API/files/v1/assets/{_segment(asset_id)}/formats/", IconikFormat, json=body
+        )
+
+    async def delete_format(self, asset_id: str, format_id: str, *, immediately: bool = False) -> None:
+        """Delete a format of an asset (marked DELETED, or gone at once with `immediately`)."""
+        await self._client.request(
+            "DELETE",
+            f"/API/files/v1/assets/{_segment(asset_id)}/formats/{_segment(format_id)}/",
+            params={"immediately": "true"} if immediately else None,
+        )
+
+    async def create_file_set(
+        self,
+        asset_id: str,
+        *,
+        format_id: str,
+        storage_id: str,
+        name: str,
+        base_dir: str = "",
+        component_ids: Sequence[str] = (),
+    ) -> IconikFileSet:
+        """Create the file set that places a format of the asset on a storage."""
+        body = {
+            "format_id": format_id,
+            "storage_id": storage_id,
+            "name": name,
+            "base_dir": base_dir,
+            "component_ids": list(component_ids),
+        }
+        return await self._client.send_model(
+            "POST", f"/API/files/v1/assets/{_segment(asset_id)}/file_sets/", IconikFileSet, json=body
+        )
+
+    async def delete_file_set(self, asset_id: str, file_set_id: str, *, immediately: bool = False) -> None:
+        """Delete a file set with its file entries and stored files."""
+        await self._client.request(
+            "DELETE",
+            f"/API/files/v1/assets/{_segment(asset_id)}/file_sets/{_segment(file_set_id)}/",
+            params={"immediately": "true"} if immediately else None,
+        )
+
+    async def create_file(
+        self,
+        asset_id: str,
+        *,
+        file_set_id: str,
+        format_id: str,
+        storage_id: str,
+        original_name: str,
+        size: int,
+        directory_path: str = "",
+        checksum: str | None = None,
+    ) -> IconikFile:
+        """Create an OPEN file entry; the answer's `upload_url` takes the bytes."""
+        body: dict[str, Any] = {
+            "file_set_id": file_set_id,
+            "format_id": format_id,
+            "storage_id": storage_id,
+            "original_name": original_name,
+            "directory_path": directory_path,
+            "size": size,
+            "type": "FILE",
+        }
+        if checksum is not None:
+            body["checksum"] = checksum
+        return await self._client.send_model(
+            "POST", f"/API/files/v1/assets/{_segment(asset_id)}/files/", IconikFile, json=body
+        )
+
+    async def upload_bytes(
+        self, upload_url: str, chunks: AsyncIterable[bytes], *, size: int, content_type: str
+    ) -> None:
+        """Stream the bytes to a file's upload URL in one PUT of exactly `size` bytes.
+
+        The URL is signed for the storage, so our iconik credentials are never sent with it. A
+        stream cannot be replayed, so only failures before sending are retried; a wrong byte
+        count fails the request.
+        """
+        await self._client.request(
+            "PUT",
+            upload_url,
+            content=self._exactly(chunks, size, upload_url),
+            headers={"Content-Type": content_type, "Content-Length": str(size)},
+            idempotent=False,
+            authenticate=False,
+        )
+
+    async def _exactly(self, chunks: AsyncIterable[bytes], size: int, url: str) -> AsyncIterator[bytes]:
+        """The chunks, refusing a stream longer or shorter than declared before the storage sees it."""
+        sent = 0
+        async for chunk in chunks:
+            sent += len(chunk)
+            if sent > size:
+                break
+            yield chunk
+        if sent != size:
+            raise Unavailable(
+                f"the byte stream {'ran past' if sent > size else f'ended after {sent} of'} the declared {size} bytes",
+                vendor=self.vendor,
+                method="PUT",
+                url=str(httpx.URL(url).copy_with(query=None)),
+            )
+
+    async def close_file(
+        self, asset_id: str, file: IconikFile, *, size: int, checksum: str | None = None
+    ) -> IconikFile:
+        """Mark an uploaded file CLOSED (iconik then processes it, e.g. transcodes proxies)."""
+        body: dict[str, Any] = {
+            "status": "CLOSED",
+            "size": size,
+            # FileSchema requires these in every body, PATCH included.
+            "file_set_id": file.file_set_id,
+            "original_name": file.original_name,
+            "directory_path": file.directory_path or "",
+            "type": file.type or "FILE",
+        }
+        if checksum is not None:
+            body["checksum"] = checksum
+        return await self._client.send_model(
+            "PATCH",
+            f"/API/files/v1/assets/{_segment(asset_id)}/files/{_segment(file.id)}/",
+            IconikFile,
+            json=body,
+            idempotent=True,
+        )
+
+    async def default_storage(self, purpose: str = "FILES") -> IconikStorage:
+        """The default ACTIVE storage of a purpose (where new originals go)."""
+        candidates = [s async for s in self.list_storages(purpose=purpose) if s.status in (None, "ACTIVE")]
+        if not candidates:
+            raise InvalidResponse(f"no ACTIVE {purpose} storage", vendor=self.vendor)
+        return next((s for s in candidates if s.default), candidates[0])
+
+    async def _storage(self, storage_id: str) -> IconikStorage:
+        found = [s async for s in self.list_storages() if s.id == storage_id]
+        if not found:
+            raise NotFound(f"storage {storage_id} does not exist", vendor=self.vendor)
+        return found[0]
+
     async def list_storages(
         self, *, purpose: str | None = None, status: str | None = None
     ) -> AsyncIterator[IconikStorage]:
@@ -688,6 +961,176 @@ class IconikConnector:
                 raise IconikJobTimeout(job, waited=waited)
             await pause(poll_interval)
             slept += poll_interval
+
+    async def list_jobs(
+        self,
+        *,
+        object_id: str | None = None,
+        job_type: str | None = None,
+        status: str | None = None,
+        per_page: int = DEFAULT_PER_PAGE,
+    ) -> AsyncIterator[IconikJob]:
+        """Jobs, optionally of one object, type (TRANSCODE, TRANSFER...) or status."""
+        params: dict[str, str | int] = {"per_page": per_page}
+        for key, value in (("object_id", object_id), ("type", job_type), ("status", status)):
+            if value:
+                params[key] = value
+        async for job in self._paged("/API/jobs/v1/jobs/", IconikJob, params):
+            yield job
+
+    async def wait_until_ready(
+        self,
+        asset_id: str,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_JOB_TIMEOUT,
+    ) -> IconikJob | None:
+        """Wait for the asset's newest TRANSCODE job (started by closing a file); None if there is none."""
+        jobs = [job async for job in self.list_jobs(object_id=asset_id, job_type="TRANSCODE")]
+        if not jobs:
+            return None
+        newest = max(jobs, key=lambda job: (job.date_created is not None, job.date_created or 0))
+        return await self.wait_for_job(newest.id, poll_interval=poll_interval, timeout=timeout)
+
+    # -- putting a file into iconik ------------------------------------------------------------
+
+    async def upload_original(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        size: int,
+        original_name: str,
+        title: str,
+        content_type: str = "application/octet-stream",
+        asset_id: str | None = None,
+        external_id: str | None = None,
+        storage_id: str | None = None,
+        format_name: str = "ORIGINAL",
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_JOB_TIMEOUT,
+    ) -> IconikUpload:
+        """Put a file into iconik as iconik documents it, streaming the bytes; returns what was made.
+
+        The asset is `asset_id`, else the one with `external_id`, else a new one. Then: a format
+        (reusing an ACTIVE one of that name), a file set and a file on `storage_id` (default: the
+        default FILES storage), the bytes streamed to the file's upload URL, the file closed with
+        their MD5, and the TRANSCODE job closing starts waited for. Each step that fails raises
+        IconikUploadFailed with the step and what the earlier steps created.
+        """
+        done = IconikUpload(asset_id=asset_id)
+        step = IconikUploadStep.ASSET
+        try:
+            if done.asset_id is None:
+                existing = await self.find_assets_by_external_id(external_id) if external_id else []
+                live = [asset for asset in existing if asset.status in (None, "ACTIVE")]
+                if live:
+                    done = replace(done, asset_id=live[0].id)
+                else:
+                    created = await self.create_asset(IconikAssetUpdate(title=title, external_id=external_id))
+                    done = replace(done, asset_id=created.id, asset_created=True)
+            assert done.asset_id is not None
+            asset = done.asset_id
+            storage = await self.default_storage() if storage_id is None else await self._storage(storage_id)
+            step = IconikUploadStep.FORMAT
+            active = [
+                f async for f in self.list_formats(asset) if f.name == format_name and f.status == "ACTIVE"
+            ]
+            fmt = active[0] if active else None
+            if fmt is None:
+                fmt = await self.create_format(
+                    asset, name=format_name, storage_methods=[storage.method] if storage.method else []
+                )
+                done = replace(done, format_id=fmt.id, format_created=True)
+            else:
+                done = replace(done, format_id=fmt.id)
+            step = IconikUploadStep.FILE_SET
+            file_set = await self.create_file_set(
+                asset, format_id=fmt.id, storage_id=storage.id, name=original_name, base_dir=asset
+            )
+            done = replace(done, file_set_id=file_set.id)
+            step = IconikUploadStep.FILE
+            file = await self.create_file(
+                asset, file_set_id=file_set.id, format_id=fmt.id, storage_id=storage.id,
+                original_name=original_name, directory_path=asset, size=size,
+            )  # fmt: skip
+            done = replace(done, file_id=file.id)
+            if not file.upload_url:  # documented for B2: ask again for a signed URL
+                file = await self.get_file(asset, file.id, signed_upload_url=True)
+            if not file.upload_url:
+                raise IconikUploadFailed(
+                    IconikUploadStep.FILE, done,
+                    f"iconik gave no upload_url for storage method {file.storage_method!r}",
+                )  # fmt: skip
+            step = IconikUploadStep.UPLOAD
+            metered = DigestingStream(chunks)
+            await self.upload_bytes(file.upload_url, metered, size=size, content_type=content_type)
+            done = replace(done, size=metered.size, md5=metered.md5, sha256=metered.sha256)
+            step = IconikUploadStep.CLOSE
+            await self.close_file(asset, file, size=metered.size, checksum=metered.md5)
+            step = IconikUploadStep.READY
+            job = await self.wait_until_ready(asset, poll_interval=poll_interval, timeout=timeout)
+            if job is not None:
+                done = replace(done, ready_job_id=job.id)
+                if not job.succeeded:
+                    raise IconikUploadFailed(
+                        step,
+                        done,
+                        f"{job.type or 'job'} {job.id} ended {job.status}: {job.error_message or ''}".strip(),
+                    )
+        except IconikUploadFailed:
+            raise
+        except ConnectorError as exc:
+            raise IconikUploadFailed(step, done, str(exc), cause=exc) from exc
+        return done
+
+    # -- app tokens (credential rotation) ------------------------------------------------------
+
+    async def create_app_token(self, app_id: str | None = None) -> IconikAppToken:
+        """A new token for the app (default: ours); the old one keeps working until revoked."""
+        return await self._client.send_model(
+            "POST", f"/API/auth/v1/apps/{_segment(app_id or self._app_id)}/token/", IconikAppToken
+        )
+
+    async def list_app_tokens(self, *, per_page: int = DEFAULT_PER_PAGE) -> list[IconikTokenInfo]:
+        """The tokens iconik holds for us (ids and dates, never values)."""
+        return [
+            token
+            async for token in self._paged(
+                "/API/auth/v1/auth/tokens/", IconikTokenInfo, {"per_page": per_page}
+            )
+        ]
+
+    async def token_is_valid(self, token: SecretStr | None = None) -> bool:
+        """Whether iconik accepts `token` (default: the one in use): a call made with it succeeds."""
+        presented = token or self._auth_token
+        try:
+            await self._client.request(
+                "GET",
+                "/API/auth/v1/auth/token/",
+                headers={"App-ID": self._app_id, "Auth-Token": presented.get_secret_value()},
+                authenticate=False,
+            )
+        except AuthError:
+            return False
+        return True
+
+    def use_token(self, token: SecretStr) -> None:
+        """Authenticate every later call with `token` (the switch step of a rotation)."""
+        self._auth_token = token
+        self._client.auth = StaticHeaders({"App-ID": self._app_id, "Auth-Token": token})
+
+    async def revoke_token(self, token: SecretStr) -> None:
+        """Revoke a token we hold the value of (`DELETE /auth/token/` authenticated with it)."""
+        await self._client.request(
+            "DELETE",
+            "/API/auth/v1/auth/token/",
+            headers={"App-ID": self._app_id, "Auth-Token": token.get_secret_value()},
+            authenticate=False,
+        )
+
+    async def revoke_app_token(self, token_id: str) -> None:
+        """Revoke a token by its id (from `list_app_tokens` or `create_app_token`)."""
+        await self._client.request("DELETE", f"/API/auth/v1/auth/token/{_segment(token_id)}/")
 
     # -- approvals -----------------------------------------------------------------------------
 

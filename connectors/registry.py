@@ -7,7 +7,9 @@
 
 A vendor that an environment does not configure raises `ConnectorNotConfigured`, whose message
 names the missing key (`environments.prod.confluence`). `probes()` gives the alert health checks
-one callable per configured (vendor, environment).
+one callable per configured (vendor, environment); a probe whose credentials the vendor refuses
+(401/403) raises `CredentialRejected`, so an alert can say "credential rejected" rather than
+"not answering".
 
 The registry reads the configuration through small Protocols instead of importing `bot.config.opsgate`:
 connectors never import from `bot/`, and `OpsgateConfig` fits these shapes as it is.
@@ -24,7 +26,7 @@ import httpx
 
 from connectors.canto import CantoConnector, CantoSettings
 from connectors.confluence import ConfluenceConnector, ConfluenceSettings
-from connectors.errors import ConnectorError
+from connectors.errors import AuthError, ConnectorError, Forbidden
 from connectors.iconik import IconikConnector, IconikSettings
 from connectors.opentext import OpenTextConnector, OpenTextSettings
 
@@ -33,6 +35,7 @@ __all__ = [
     "ConnectorNotConfigured",
     "ConnectorRegistry",
     "ConnectorUnhealthy",
+    "CredentialRejected",
     "Probe",
     "RegistryConfig",
     "Vendor",
@@ -85,6 +88,19 @@ class ConnectorNotConfigured(LookupError):
 
 class ConnectorUnhealthy(Exception):
     """A health probe failed; the message says why (the vendor's words, never a secret)."""
+
+
+class CredentialRejected(ConnectorUnhealthy):
+    """The vendor answered but refused our credentials (401 or 403): rotate or fix them.
+
+    `vendor`, `environment` and `status` say whose credential; the vendor is reachable.
+    """
+
+    def __init__(self, message: str, *, vendor: str, environment: str, status: int | None) -> None:
+        self.vendor = vendor
+        self.environment = environment
+        self.status = status
+        super().__init__(message)
 
 
 # What bot.alerts.health runs: returns when healthy, raises when not.
@@ -185,6 +201,13 @@ class ConnectorRegistry:
         async def probe() -> None:
             try:
                 problem = await self._check(vendor, environment)
+            except (AuthError, Forbidden) as exc:
+                raise CredentialRejected(
+                    f"{type(exc).__name__}: {exc.detail}",
+                    vendor=vendor,
+                    environment=environment,
+                    status=exc.status,
+                ) from exc
             except ConnectorError as exc:
                 raise ConnectorUnhealthy(f"{type(exc).__name__}: {exc.detail}") from exc
             if problem is not None:

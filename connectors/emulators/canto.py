@@ -11,12 +11,17 @@ Serves, on one app:
     GET  /api/v1/album/{id}                    album contents (start/limit)
     POST /api/v1/album/{parentFolderId}/{name} create an album
     POST /api/v1/batch/album                   {albumPath, contents} -> text "success"
-    GET  /api_binary/v1/{scheme}/{id}/download the original's bytes
+    GET  /api_binary/v1/{scheme}/{id}/download the original's bytes (also /direct/{scheme}/{id}/original)
     GET  /_control/canto/tokens                token requests seen, by grant type
+    GET  /_control/canto/originals/{id}        {id, name, size, sha256, md5} of the bytes served
+    PUT  /_control/canto/originals/{id}        {size}: serve an original of that many bytes
     POST /_control/canto/upload                {album_id, name, scheme?, approval_status?, uploader?}:
                                                what a supplier's upload into an album leaves behind
 
 Every API call needs `Authorization: Bearer <token>` from the token endpoint (401 otherwise).
+Originals are generated, not stored: `original_chunks(asset_id, size)` makes the same bytes every
+time, streamed with a Content-Length, so a test can size a file at will and prove by checksum
+that what arrived elsewhere is what was served.
 Seeded with a realistic library: product images, campaign videos and brand documents with
 approval states, expiry dates relative to the injected clock (some expired, some expiring within
 a week), custom fields Rights / Campaign / Product Line / Region, and an album tree.
@@ -25,15 +30,17 @@ a week), custom fields Rights / Campaign / Product Line / Region, and an album t
 from __future__ import annotations
 
 import base64
+import contextvars
 import copy
 import dataclasses
 import hashlib
 import itertools
 import math
+import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +57,8 @@ __all__ = [
     "canto_library_of",
     "canto_tokens_of",
     "create_app",
+    "original_chunks",
+    "original_digest",
     "seed_asset_id",
     "seed_library",
 ]
@@ -64,6 +73,36 @@ DEFAULT_LIMIT = 100
 SCHEMES = ("image", "video", "audio", "document", "presentation", "other")
 APPROVAL_STATUSES = ("Approved", "Pending", "Restricted", "Expired")
 LIST_PROPERTIES = {"keyword", "tag"}
+
+
+ORIGINAL_BLOCK = 64 * 1024
+
+
+def original_chunks(asset_id: str, size: int) -> Iterator[bytes]:
+    """The bytes of an asset's original, generated: the same for the same id and size, every run.
+
+    One pseudo-random block per asset, rotated differently at each offset, so a lost, doubled
+    or reordered chunk changes the checksum.
+    """
+    block = random.Random(asset_id).randbytes(ORIGINAL_BLOCK)
+    offset = 0
+    index = 0
+    while offset < size:
+        turn = (index * 4099) % ORIGINAL_BLOCK
+        chunk = block[turn:] + block[:turn]
+        take = min(ORIGINAL_BLOCK, size - offset)
+        yield chunk[:take]
+        offset += take
+        index += 1
+
+
+def original_digest(asset_id: str, size: int) -> tuple[str, str]:
+    """(sha256, md5) hex digests of `original_chunks(asset_id, size)`."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    for chunk in original_chunks(asset_id, size):
+        sha256.update(chunk)
+        md5.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
 
 
 def _canto_date(value: datetime) -> str:
@@ -179,6 +218,8 @@ class CantoTokenLedger:
 
 
 _LIBRARY = web.AppKey("canto_library", CantoLibrary)
+# The id of the request being answered, for handlers that send their headers themselves.
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("canto_request_id")
 _TOKENS = web.AppKey("canto_tokens", CantoTokenLedger)
 
 
@@ -300,7 +341,8 @@ def seed_library(now: datetime) -> CantoLibrary:
             },
             keyword=list(keywords),
             tag=[campaign.lower().replace(" ", "-")],
-            size=(index + 1) * 1_048_576 * (40 if scheme == "video" else 3),
+            # Originals are generated at this size: small enough for the demo to move in seconds.
+            size=(index + 1) * 262_144 * (4 if scheme == "video" else 1),
             terms="Usage subject to the rights field and partner agreement.",
         )
         library.assets[asset.id] = asset
@@ -486,21 +528,21 @@ def create_app(
     @web.middleware
     async def vendor_edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Request ids on every answer; bearer auth on the API; vendor-shaped 400s."""
+        request_id = f"canto-{next(request_counter)}"
+        _REQUEST_ID.set(request_id)
         is_api = request.path.startswith(("/api/v1/", "/api_binary/v1/", "/direct/"))
-        if is_api:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            expiry = app[_TOKENS].access.get(token) if scheme.lower() == "bearer" else None
-            if expiry is None or monotonic() >= expiry:
-                response: web.StreamResponse = _error(401, "Unauthorized: invalid or expired access token")
-            else:
-                try:
-                    response = await handler(request)
-                except _BadRequest as exc:
-                    response = _error(400, str(exc))
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        expiry = app[_TOKENS].access.get(token) if scheme.lower() == "bearer" else None
+        if is_api and (expiry is None or monotonic() >= expiry):
+            response: web.StreamResponse = _error(401, "Unauthorized: invalid or expired access token")
         else:
-            response = await handler(request)
-        response.headers.setdefault("X-Request-Id", f"canto-{next(request_counter)}")
+            try:
+                response = await handler(request)
+            except _BadRequest as exc:
+                response = _error(400, str(exc))
+        if not response.prepared:  # a streamed original set its own id before sending headers
+            response.headers.setdefault("X-Request-Id", request_id)
         return response
 
     # -- OAuth --
@@ -730,15 +772,44 @@ def create_app(
                 album.asset_ids.append(record.id)
         return web.Response(text="success", content_type="text/plain")
 
-    async def download(request: web.Request) -> web.Response:
+    async def download(request: web.Request) -> web.StreamResponse:
         record = _asset_or_none(request.match_info["scheme"], request.match_info["id"])
         if record is None:
             return _error(404, "The content does not exist")
-        return web.Response(
-            body=f"emulated original of {record.name}".encode(),
-            content_type=record.metadata.get("MIME Type", "application/octet-stream"),
-            headers={"Content-Disposition": f'attachment; filename="{record.name}"'},
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": record.metadata.get("MIME Type", "application/octet-stream"),
+                "Content-Disposition": f'attachment; filename="{record.name}"',
+                "X-Request-Id": _REQUEST_ID.get(),
+            }
         )
+        response.content_length = record.size
+        await response.prepare(request)
+        for chunk in original_chunks(record.id, record.size):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    def _original_facts(record: CantoAssetRecord) -> dict[str, Any]:
+        sha256, md5 = original_digest(record.id, record.size)
+        return {"id": record.id, "name": record.name, "size": record.size, "sha256": sha256, "md5": md5}
+
+    async def get_original(request: web.Request) -> web.Response:
+        record = library().assets.get(request.match_info["id"])
+        if record is None:
+            return _error(404, "The content does not exist")
+        return web.json_response(_original_facts(record))
+
+    async def size_original(request: web.Request) -> web.Response:
+        record = library().assets.get(request.match_info["id"])
+        if record is None:
+            return _error(404, "The content does not exist")
+        body = await _json(request)
+        size = body.get("size") if isinstance(body, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _BadRequest("body must be {size: bytes >= 0}")
+        record.size = size
+        return web.json_response(_original_facts(record))
 
     add_fault_injection(
         app,
@@ -765,6 +836,8 @@ def create_app(
     router.add_post("/oauth/api/oauth2/token", token)
     router.add_get("/_control/canto/tokens", token_stats)
     router.add_post("/_control/canto/upload", upload)
+    router.add_get("/_control/canto/originals/{id}", get_original)
+    router.add_put("/_control/canto/originals/{id}", size_original)
     router.add_get("/api/v1/search", search)
     router.add_post("/api/v1/batch/content", batch_content)
     router.add_put("/api/v1/batch/edit", batch_edit)

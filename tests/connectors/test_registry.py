@@ -20,7 +20,12 @@ from connectors.emulators import opentext as opentext_emulator
 from connectors.emulators.faults import start_app
 from connectors.iconik import IconikConnector
 from connectors.opentext import OpenTextConnector
-from connectors.registry import ConnectorNotConfigured, ConnectorRegistry, ConnectorUnhealthy
+from connectors.registry import (
+    ConnectorNotConfigured,
+    ConnectorRegistry,
+    ConnectorUnhealthy,
+    CredentialRejected,
+)
 
 NO_RETRIES = {"max_retries": 0, "connect_timeout": 1}
 
@@ -225,3 +230,61 @@ async def test_a_transport_override_carries_that_environments_traffic(urls):
         await registry.aclose()
 
     assert seen == ["/im-admin/api/v1/health"]
+
+
+def stale_credentials(urls: Urls) -> OpsgateConfig:
+    """Canto and iconik configured with credentials the vendors refuse, next to an unreachable Canto."""
+    data = {
+        "environments": {
+            "stale": {
+                "canto": {
+                    "base_url": urls.canto, "oauth_url": urls.canto, "app_id": canto_emulator.DEFAULT_APP_ID,
+                    "app_secret": "${WRONG_TOKEN}", "http": NO_RETRIES,
+                },
+                "iconik": {
+                    "base_url": urls.iconik, "app_id": iconik_emulator.DEFAULT_APP_ID,
+                    "auth_token": "${WRONG_TOKEN}", "http": NO_RETRIES,
+                },
+            },
+            "down": {
+                "iconik": {
+                    "base_url": closed_port_url(), "app_id": iconik_emulator.DEFAULT_APP_ID,
+                    "auth_token": "${ICONIK_TOKEN}", "http": NO_RETRIES,
+                },
+            },
+        }
+    }  # fmt: skip
+    return parse_config(data, source="opsgate.yaml", env=ENV)
+
+
+@pytest.mark.parametrize("probe", ["canto:stale", "iconik:stale"])
+async def test_refused_canto_or_iconik_credentials_probe_as_credential_rejected(urls, probe):
+    async with ConnectorRegistry(stale_credentials(urls)) as registry:
+        with pytest.raises(CredentialRejected) as caught:
+            await registry.probes()[probe]()
+
+    rejected = caught.value
+    assert (f"{rejected.vendor}:{rejected.environment}", rejected.status) == (probe, 401)
+    assert str(rejected).startswith("AuthError:")
+    assert "not-the-token" not in str(rejected)
+
+
+async def test_a_forbidden_answer_is_a_rejected_credential_too(registry, urls):
+    async with httpx.AsyncClient(base_url=urls.iconik) as control:
+        fault = {"path": "/API/metadata/v1/views/$", "status": 403, "times": 1}
+        (await control.post("/_control/faults", json=fault)).raise_for_status()
+
+    with pytest.raises(CredentialRejected) as caught:
+        await registry.probes()["iconik:prod"]()
+
+    assert caught.value.status == 403
+    assert str(caught.value).startswith("Forbidden:")
+
+
+async def test_a_vendor_not_answering_is_unhealthy_but_not_a_rejected_credential(urls):
+    async with ConnectorRegistry(stale_credentials(urls)) as registry:
+        with pytest.raises(ConnectorUnhealthy) as caught:
+            await registry.probes()["iconik:down"]()
+
+    assert not isinstance(caught.value, CredentialRejected)
+    assert str(caught.value).startswith("Unavailable:")

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from connectors.canto import CantoApprovalStatus, CantoAssetRef
+from connectors.emulators.canto import original_chunks
 from connectors.errors import InvalidResponse, NotFound, RateLimited
 
 
@@ -128,7 +129,8 @@ async def test_download_url_fetches_the_original_with_our_token(world, canto) ->
     ref = world.ref("acme-brand-guidelines-2025.pdf")
     url = await canto.download_url(ref.scheme, ref.id)
     response = await canto.client.request("GET", url)
-    assert response.content == b"emulated original of acme-brand-guidelines-2025.pdf"
+    record = world.library.assets[ref.id]
+    assert response.content == b"".join(original_chunks(ref.id, record.size))
     assert response.headers["Content-Type"] == "application/pdf"
 
 

@@ -2,7 +2,7 @@
 
 The connector's HTTP goes through `RecordingTransport`, which keeps each request exactly as sent
 and each response as received. After every test, each recorded `/API/` request is validated
-against iconik's published spec for its service (assets, files, jobs, metadata, notifications),
+against iconik's published spec for its service (assets, auth, files, jobs, metadata, notifications),
 and so is each 2xx response unless the test injected faults (`world.check_responses = False`).
 """
 
@@ -26,7 +26,6 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from connectors.emulators.faults import FaultInjector, FaultSpec, fault_injector_of, start_app
 from connectors.emulators.iconik import (
-    DEFAULT_APP_ID,
     DEFAULT_AUTH_TOKEN,
     DEFAULT_JOB_STEPS,
     IconikDomain,
@@ -37,9 +36,11 @@ from connectors.http import HttpOptions
 from connectors.iconik import IconikConnector, IconikSettings
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+# A real App-ID is the app's uuid (token answers carry it typed as one in the auth spec).
+APP_ID = "5f3b2c1d-8e4a-4b6c-9d0e-1a2b3c4d5e6f"
 SPEC_DIR = Path(__file__).parent / "specs"
 SPEC_HOST = "http://iconik.spec"
-SERVICES = ("assets", "files", "jobs", "metadata", "notifications")
+SERVICES = ("assets", "auth", "files", "jobs", "metadata", "notifications")
 _DROPPED_RESPONSE_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
 
 
@@ -212,7 +213,7 @@ class IconikWorld:
     def settings(self, **overrides: Any) -> IconikSettings:
         values: dict[str, Any] = {
             "base_url": self.url,
-            "app_id": DEFAULT_APP_ID,
+            "app_id": APP_ID,
             "auth_token": DEFAULT_AUTH_TOKEN,
             "http": HttpOptions(max_retries=2, backoff_initial=0.5),
         }
@@ -229,7 +230,7 @@ class IconikWorld:
 
 async def _running_world(job_steps: tuple[str, ...], **app_options: Any) -> AsyncIterator[IconikWorld]:
     monotonic = MonotonicClock()
-    app = create_app(now=lambda: NOW, job_steps=job_steps, monotonic=monotonic, **app_options)
+    app = create_app(app_id=APP_ID, now=lambda: NOW, job_steps=job_steps, monotonic=monotonic, **app_options)
     runner, url = await start_app(app)
     world = IconikWorld(
         app=app, url=url, monotonic=monotonic, sleep=RecordingSleep(monotonic), transport=RecordingTransport()

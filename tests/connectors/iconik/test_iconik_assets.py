@@ -7,6 +7,8 @@ import pytest
 from connectors.errors import AuthError, BadRequest, InvalidResponse, NotFound
 from connectors.iconik import IconikAssetUpdate
 
+from .conftest import APP_ID
+
 
 async def test_get_asset_returns_title_status_and_the_canto_link(world, iconik) -> None:
     asset_id = world.asset_id("spring-launch-2025-hero-30s.mp4")
@@ -22,7 +24,7 @@ async def test_get_asset_returns_title_status_and_the_canto_link(world, iconik) 
 async def test_every_call_carries_app_id_and_auth_token(world, iconik) -> None:
     await iconik.get_asset(world.asset_id("spring-launch-2025-hero-30s.mp4"))
     (request,) = world.transport.exchanges
-    assert request.request.headers["App-ID"] == "opsgate-iconik-app"
+    assert request.request.headers["App-ID"] == APP_ID
     assert request.request.headers["Auth-Token"] == "iconik-emulator-token"
 
 
